@@ -1,0 +1,128 @@
+"""Dataclass schemas for every config group, registered in Hydra's ConfigStore.
+
+``conf/train.yaml`` starts its defaults list with ``train_schema`` (the
+:class:`TrainConfig` below), so every composed config is type-checked: an unknown key
+(``algo.entropy_coeff=...``) or a wrong type (``algo.gamma=high``) fails at compose
+time with Hydra's own message.  :func:`validate` then rejects values that type-check
+but are impossible (a negative ξ, a batch of 0 episodes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class EnvConfig:
+    """Which environment, and its settings.  ``backend`` picks the module in
+    ``lica/envs``; ``scenario`` the task within it (an MPE scenario, a SMAX/SMAC map)."""
+
+    backend: str = "mpe"  # mpe | jax | smac | matrix
+    scenario: str = "spread"  # spread | predator_prey | <map name>
+    n_agents: Optional[int] = 3  # for scenarios that take a team size (spread)
+    episode_limit: Optional[int] = 25  # None: the environment's own limit (SMAC/SMAX)
+    args: dict[str, Any] = field(default_factory=dict)  # backend-specific keyword args
+
+
+@dataclass
+class RolloutConfig:
+    """On-policy collection (LICA_SPEC §6): B episodes per batch, one per parallel env."""
+
+    batch_episodes: int = 32  # b: episodes per training batch = parallel training envs
+    num_workers: int = 2  # W worker processes (each owns batch_episodes / W envs); 0 = in-process
+    test_episodes: int = 32  # greedy episodes per evaluation
+    test_num_workers: int = 0  # worker processes for the evaluation envs; 0 = in-process
+    eval_interval: int = 20_000  # env steps between evaluations
+    worker_timeout_s: float = 120.0  # a worker silent for this long is declared hung
+    start_method: str = "spawn"  # multiprocessing start method for env workers
+
+
+@dataclass
+class AgentConfig:
+    """Decentralised policy (LICA_SPEC §2)."""
+
+    type: str = "rnn"  # rnn: Linear-ReLU-GRUCell-Linear | mlp: Linear-ReLU-Linear
+    hidden_dim: int = 64
+    shared: bool = True  # one network for all agents (SMAC) or one per agent (paper's MPE)
+    obs_last_action: bool = True  # input ⊕ one-hot previous action
+    obs_agent_id: bool = True  # input ⊕ one-hot agent id
+
+
+@dataclass
+class AlgoConfig:
+    """LICA (and baselines) hyper-parameters; defaults are the reference SMAC values."""
+
+    name: str = "lica"  # lica | coma
+    gamma: float = 0.99
+    td_lambda: float = 0.8  # 0 = one-step TD (the paper's MPE setting)
+    actor_lr: float = 0.0025
+    critic_lr: float = 0.0005
+    grad_norm_clip: float = 10.0
+    target_update_interval: int = 200  # critic gradient steps between hard target copies
+    bootstrap_on_timeout: bool = False  # reference: a time-out is stored as terminal
+    critic: str = "mix"  # mix: C_Mix hypernetwork | mlp: C_MLP (Fig. A2)
+    mixing_embed_dim: int = 64  # H
+    hypernet_layers: int = 2  # hyper_w1 depth (1 or 2)
+    hypernet_embed: Optional[int] = None  # E; None = H·n·|A| as in the reference code
+    entropy: str = "adaptive"  # adaptive: -ξ·H/sg(H) (Eq. 6) | vanilla: -β·H (Eq. 5)
+    entropy_coef: float = 0.06  # ξ
+    beta: float = 0.15  # β (vanilla entropy only)
+    entropy_eps: float = 1e-6  # floor on sg(H̄) in the adaptive term (logged when hit)
+    actor_input: str = "probs"  # probs (Eq. 4) | gumbel (straight-through Gumbel-Softmax)
+    gumbel_tau: float = 1.0
+    agent: AgentConfig = field(default_factory=AgentConfig)
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer settings plus the env-step budget."""
+
+    max_env_steps: int = 400_000  # t_max: training stops after this many env steps
+    accelerator: str = "cpu"
+    devices: int = 1
+    checkpoint_every_iters: int = 50  # training iterations between checkpoints
+    enable_progress_bar: bool = True
+    torch_threads: int = 1  # intra-op threads of the learner
+
+
+@dataclass
+class CSVLoggerConfig:
+    name: str = "csv"
+
+
+@dataclass
+class WandbLoggerConfig:
+    project: str = "lica"
+    entity: Optional[str] = None
+    mode: Optional[str] = None  # online | offline | disabled; None: offline unless an API key is set
+    group: Optional[str] = None  # None: experiment name, or a hash of the config without the seed
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoggerConfig:
+    csv: Optional[CSVLoggerConfig] = None
+    wandb: Optional[WandbLoggerConfig] = None
+
+
+@dataclass
+class TrainConfig:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    seed: int = 0
+    name: str = "lica"  # experiment name (W&B group, output folder suffix)
+    ckpt_path: Optional[str] = None  # resume from this checkpoint
+    resume: bool = False  # resume from the run folder's last checkpoint if there is one
+    output_dir: Optional[str] = None  # None: Hydra's run folder
+
+
+def register_configs() -> None:
+    """Register the schema so ``conf/train.yaml`` can name it in its defaults list."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
