@@ -126,3 +126,38 @@ def register_configs() -> None:
     """Register the schema so ``conf/train.yaml`` can name it in its defaults list."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Reject settings that type-check but cannot work, naming the fix."""
+    checks = [
+        (cfg.rollout.batch_episodes >= 1, "rollout.batch_episodes must be >= 1 (the paper uses 32)"),
+        (cfg.rollout.test_episodes >= 1, "rollout.test_episodes must be >= 1"),
+        (cfg.rollout.num_workers >= 0, "rollout.num_workers must be >= 0 (0 = envs in-process)"),
+        (cfg.rollout.eval_interval >= 1, "rollout.eval_interval must be >= 1 env step"),
+        (cfg.trainer.max_env_steps >= 1, "trainer.max_env_steps must be >= 1"),
+        (cfg.trainer.checkpoint_every_iters >= 1, "trainer.checkpoint_every_iters must be >= 1"),
+        (0.0 <= cfg.algo.gamma <= 1.0, "algo.gamma must lie in [0, 1]"),
+        (0.0 <= cfg.algo.td_lambda <= 1.0, "algo.td_lambda must lie in [0, 1] (0 = one-step TD)"),
+        (cfg.algo.entropy_coef >= 0, "algo.entropy_coef (xi) must be >= 0"),
+        (cfg.algo.beta >= 0, "algo.beta must be >= 0"),
+        (cfg.algo.actor_lr > 0 and cfg.algo.critic_lr > 0, "algo.actor_lr and algo.critic_lr must be > 0"),
+        (cfg.algo.grad_norm_clip > 0, "algo.grad_norm_clip must be > 0"),
+        (cfg.algo.target_update_interval >= 1, "algo.target_update_interval must be >= 1"),
+        (cfg.algo.gumbel_tau > 0, "algo.gumbel_tau must be > 0"),
+        (cfg.algo.critic in ("mix", "mlp"), f"algo.critic must be 'mix' or 'mlp', got {cfg.algo.critic!r}"),
+        (cfg.algo.entropy in ("adaptive", "vanilla"),
+         f"algo.entropy must be 'adaptive' or 'vanilla', got {cfg.algo.entropy!r}"),
+        (cfg.algo.actor_input in ("probs", "gumbel"),
+         f"algo.actor_input must be 'probs' or 'gumbel', got {cfg.algo.actor_input!r}"),
+        (cfg.algo.agent.hidden_dim >= 1, "algo.agent.hidden_dim must be >= 1"),
+        (cfg.rollout.num_workers == 0 or cfg.rollout.batch_episodes % cfg.rollout.num_workers == 0,
+         f"rollout.num_workers={cfg.rollout.num_workers} must divide "
+         f"rollout.batch_episodes={cfg.rollout.batch_episodes}"),
+        (cfg.rollout.test_num_workers == 0 or cfg.rollout.test_episodes % cfg.rollout.test_num_workers == 0,
+         f"rollout.test_num_workers={cfg.rollout.test_num_workers} must divide "
+         f"rollout.test_episodes={cfg.rollout.test_episodes}"),
+    ]
+    problems = [msg for ok, msg in checks if not ok]
+    if problems:
+        raise ValueError("Invalid lica config:\n  - " + "\n  - ".join(problems))

@@ -1,0 +1,41 @@
+# lica -- `make help` lists the targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EXTRAS ?= dev,jax
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0   # the CPU build where it lies on disk; plain PyPI elsewhere
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create/update the virtual environment (.venv) and install lica
+	@echo "lica installed in $(VENV)"
+
+train: $(STAMP) ## train LICA on Cooperative Navigation (n=3) with the default config
+	$(PY) -m lica.train $(ARGS)
+
+test: $(STAMP) ## run the test suite (starts and stops the bundled SLURM cluster itself)
+	$(PY) -m pytest $(ARGS)
+
+slurm-up: ## install (Debian packages) and start the bundled single-node SLURM cluster
+	bash slurm/install.sh && bash slurm/up.sh
+
+slurm-down: ## stop the bundled SLURM cluster (exactly the daemons slurm-up started)
+	bash slurm/down.sh
+
+sc2: ## install StarCraft II 4.10, the SMAC maps and SMAC (needs the internet; not on CI)
+	source $(VENV)/bin/activate && bash slurm/install_sc2.sh
+
+clean: ## remove run outputs (keeps the venv)
+	rm -rf outputs/runs outputs/multiruns
+
+.PHONY: help install train test clean slurm-up slurm-down sc2

@@ -1,0 +1,129 @@
+"""What every multi-agent actor-critic module in lica shares: manual optimisation over
+on-policy batches pulled from the rollout DataModule, evaluation on an env-step
+schedule, logging, NaN guards, and checkpoints that hold everything needed to resume
+(networks incl. target critic, both optimisers via Lightning, counters, the evaluation
+schedule, every RNG state and the loggers' run ids)."""
+
+from __future__ import annotations
+
+import copy
+import random
+from typing import Any, Iterator
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from lica.config import AlgoConfig
+from lica.envs.base import EnvInfo
+from lica.models.agents import MultiAgentPolicy
+from lica.rollout.batch import EpisodeBatch
+
+
+class ActorCriticModule(pl.LightningModule):
+    """Subclasses build ``self.actor`` / ``self.critic`` and implement :meth:`update`."""
+
+    critic: nn.Module
+    target_critic: nn.Module
+
+    def __init__(self, algo: AlgoConfig, env_info: EnvInfo, eval_interval: int) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.algo, self.env_info, self.eval_interval = algo, env_info, eval_interval
+        self.actor = MultiAgentPolicy(env_info.obs_dim, env_info.n_agents, env_info.n_actions, algo.agent)
+        self.critic_steps = 0
+        self.next_eval_at = 0
+        self.test_history: list[dict[str, float]] = []
+        self._cpu_actor: MultiAgentPolicy | None = None
+
+    def make_target(self) -> None:
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+
+    # -- the loop ----------------------------------------------------------------------
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        """Two Adam optimisers: index 0 the critic, index 1 the actor."""
+        return [torch.optim.Adam(self.critic.parameters(), lr=self.algo.critic_lr),
+                torch.optim.Adam(self.actor.parameters(), lr=self.algo.actor_lr)]
+
+    def rollout_policy(self) -> MultiAgentPolicy:
+        """The actor on the CPU, where the envs are (a synced copy when learning on GPU)."""
+        if self.device.type == "cpu":
+            return self.actor
+        if self._cpu_actor is None:
+            self._cpu_actor = copy.deepcopy(self.actor).cpu()
+        self._cpu_actor.load_state_dict(self.actor.state_dict())
+        return self._cpu_actor
+
+    def training_step(self, dataloader_iter: Iterator) -> None:
+        dm = self.trainer.datamodule
+        if not self.test_history:  # the untrained policy, before any update
+            self.log_metrics(self.evaluate(env_steps=dm.env_steps), step=0)
+        batch, _, _ = next(dataloader_iter)  # collected now, with the current policy
+        batch = batch.to(self.device)
+        metrics = {**self.update(batch), **dm.last_train_stats.summary("train", self.env_info.reports_wins)}
+        if batch.env_steps >= self.next_eval_at or batch.env_steps >= dm.max_env_steps:
+            metrics.update(self.evaluate(env_steps=batch.env_steps))
+        self.log_metrics(metrics, step=dm.batches)
+        self.log("env_steps", float(batch.env_steps), prog_bar=True, logger=False, batch_size=1)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """One row per training iteration, straight to the loggers, with ``env_steps`` as
+        the x-axis (``self.log`` would re-emit stale step values at the epoch end)."""
+        row = {**metrics, "env_steps": float(self.trainer.datamodule.env_steps)}
+        for lg in self.loggers:
+            lg.log_metrics(row, step=step)
+
+    def update(self, batch: EpisodeBatch) -> dict[str, float]:
+        raise NotImplementedError
+
+    def evaluate(self, env_steps: int) -> dict[str, float]:
+        metrics = self.trainer.datamodule.evaluate(self.rollout_policy())
+        self.test_history.append({"env_steps": env_steps, **metrics})
+        self.next_eval_at = env_steps + self.eval_interval
+        self.log("test_return", metrics["test_return_mean"], prog_bar=True, logger=False, batch_size=1)
+        return metrics
+
+    # -- helpers for update() ----------------------------------------------------------
+    def optimise(self, optimizer: Any, loss: torch.Tensor, params: Any, what: str) -> float:
+        """Backward + norm clipping + step for one optimiser; returns the grad norm."""
+        if not torch.isfinite(loss):
+            self._non_finite(f"{what} loss is {loss.item()}", what)
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        norm = torch.nn.utils.clip_grad_norm_(params, self.algo.grad_norm_clip)
+        if not torch.isfinite(norm):
+            self._non_finite(f"{what} gradient norm is {norm.item()}", what)
+        optimizer.step()
+        return float(norm)
+
+    def _non_finite(self, problem: str, what: str) -> None:
+        dm = self.trainer.datamodule
+        raise FloatingPointError(
+            f"{problem} at env step {dm.env_steps} (batch {dm.batches}); the parameters were not "
+            f"updated and the last checkpoint is intact. Lower algo.{what}_lr or "
+            "algo.grad_norm_clip, or check the environment's rewards for inf/NaN.")
+
+    def after_critic_step(self) -> None:
+        """Hard copy of the critic into the target every ``target_update_interval`` steps."""
+        self.critic_steps += 1
+        if self.critic_steps % self.algo.target_update_interval == 0:
+            self.target_critic.load_state_dict(self.critic.state_dict())
+
+    # -- checkpoints -------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["lica"] = {
+            "critic_steps": self.critic_steps,
+            "next_eval_at": self.next_eval_at,
+            "test_history": self.test_history,
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "logger_run_ids": {type(lg).__name__: str(lg.version) for lg in self.trainer.loggers},
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["lica"]
+        self.critic_steps, self.next_eval_at = state["critic_steps"], state["next_eval_at"]
+        self.test_history = state["test_history"]
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])

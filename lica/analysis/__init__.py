@@ -1,0 +1,1 @@
+"""Analysis studies (toy problems and figures from the LICA paper)."""

@@ -1,0 +1,57 @@
+"""The episode batch (LICA_SPEC §6, PyMARL's layout).
+
+B episodes, padded to the longest one.  Per-state fields have T+1 rows (the state after
+the last transition is kept, with the action chosen there, which feeds the target
+critic at the last index); per-transition fields have T rows.  ``filled`` marks real
+rows; padding has zeros everywhere, including ``avail`` (no available action).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class EpisodeBatch:
+    obs: Tensor  # (B, T+1, n, O) float
+    state: Tensor  # (B, T+1, S) float
+    avail: Tensor  # (B, T+1, n, A) bool
+    actions: Tensor  # (B, T+1, n) long
+    actions_onehot: Tensor  # (B, T+1, n, A) float
+    filled: Tensor  # (B, T+1) bool
+    reward: Tensor  # (B, T) float
+    terminated: Tensor  # (B, T) bool -- a true end of the episode
+    truncated: Tensor  # (B, T) bool -- cut by the time limit
+    env_steps: int = 0  # cumulative training env steps once this batch was collected
+
+    @property
+    def batch_size(self) -> int:
+        return self.obs.shape[0]
+
+    @property
+    def max_t(self) -> int:
+        """T: the number of transitions of the longest episode."""
+        return self.reward.shape[1]
+
+    def to(self, device: torch.device | str) -> EpisodeBatch:
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        for k, v in moved.items():
+            if isinstance(v, Tensor):
+                moved[k] = v.to(device, non_blocking=True)
+        return EpisodeBatch(**moved)
+
+    def terminal(self, bootstrap_on_timeout: bool) -> Tensor:
+        """Transitions after which the target does not bootstrap.  The reference code
+        stores a time-out as terminal (``bootstrap_on_timeout=False``)."""
+        return self.terminated if bootstrap_on_timeout else self.terminated | self.truncated
+
+    def step_mask(self) -> Tensor:
+        """Valid-transition mask ``(B, T)``: ``filled[:, :-1]`` with every row after a
+        terminal step removed (LICA_SPEC §6)."""
+        mask = self.filled[:, :-1].clone()
+        ended = self.terminated | self.truncated
+        mask[:, 1:] &= ~ended[:, :-1].cumsum(1).bool()
+        return mask

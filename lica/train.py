@@ -1,0 +1,106 @@
+"""Training entry point: ``python -m lica.train [overrides]`` (console script ``lica-train``).
+
+Hydra composes ``conf/train.yaml``; :func:`train` builds the rollout DataModule, the
+LightningModule named by ``algo.name``, the loggers and a Lightning ``Trainer``, fits,
+prints a summary and returns the final greedy test return (what a sweeper optimises).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, Logger
+
+from lica.algos import build_module
+from lica.config import TrainConfig, register_configs, validate
+from lica.rollout.datamodule import RolloutDataModule
+
+register_configs()
+
+
+def build_loggers(cfg: TrainConfig, run_dir: Path) -> list[Logger]:
+    loggers: list[Logger] = []
+    if cfg.logger.csv is not None:
+        loggers.append(CSVLogger(save_dir=str(run_dir), name=cfg.logger.csv.name, version=""))
+    return loggers
+
+
+def run_tags(cfg: TrainConfig) -> dict[str, Any]:
+    """The fields runs are grouped and compared by (logged as hyper-parameters)."""
+    algo = cfg.algo
+    return {"algo": algo.name, "critic": algo.critic, "entropy": algo.entropy,
+            "entropy_coef": algo.entropy_coef if algo.entropy == "adaptive" else algo.beta,
+            "actor_input": algo.actor_input, "env": f"{cfg.env.backend}:{cfg.env.scenario}", "seed": cfg.seed}
+
+
+def train(dcfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
+    """Train once from a composed config; returns the run summary."""
+    cfg: TrainConfig = OmegaConf.to_object(dcfg)
+    validate(cfg)
+    run_dir = Path(run_dir or cfg.output_dir or hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    pl.seed_everything(cfg.seed, workers=True)
+    torch.set_num_threads(cfg.trainer.torch_threads)
+
+    dm = RolloutDataModule(cfg.env, cfg.rollout, cfg.seed, cfg.trainer.max_env_steps)
+    module = build_module(cfg.algo, dm.env_info, cfg.rollout.eval_interval)
+    loggers = build_loggers(cfg, run_dir)
+    for lg in loggers:
+        lg.log_hyperparams({**OmegaConf.to_container(dcfg, resolve=True), "tags": run_tags(cfg)})
+    ckpt_dir = run_dir / "checkpoints"
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
+                                 every_n_train_steps=2 * cfg.trainer.checkpoint_every_iters)
+    trainer = pl.Trainer(
+        accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, max_epochs=1,
+        logger=loggers or False, callbacks=[checkpoint], log_every_n_steps=1,
+        enable_progress_bar=cfg.trainer.enable_progress_bar, enable_model_summary=False,
+        num_sanity_val_steps=0, default_root_dir=str(run_dir), deterministic=False,
+    )
+    ckpt_path = cfg.ckpt_path
+    if ckpt_path is None and cfg.resume and (ckpt_dir / "last.ckpt").exists():
+        ckpt_path = str(ckpt_dir / "last.ckpt")
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    finally:
+        dm.teardown("fit")
+    trainer.save_checkpoint(ckpt_dir / "last.ckpt")
+
+    history = module.test_history
+    summary = {
+        "run_dir": str(run_dir), "env_steps": dm.env_steps, "wall_time_s": round(time.time() - started, 1),
+        "env_steps_per_s": round(dm.env_steps / max(time.time() - started, 1e-9), 1),
+        "first_test": history[0] if history else None, "final_test": history[-1] if history else None,
+        "tags": run_tags(cfg),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    print_summary(summary)
+    return summary
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    first, final = s["first_test"] or {}, s["final_test"] or {}
+    print(f"\n== lica run finished: {s['env_steps']} env steps in {s['wall_time_s']} s "
+          f"({s['env_steps_per_s']} env-steps/s incl. evaluation)")
+    for key in sorted(k for k in final if k.startswith("test_")):
+        print(f"   {key}: first {first.get(key, float('nan')):.3f} (at {first.get('env_steps', 0)} steps)"
+              f" -> final {final[key]:.3f} (at {final.get('env_steps', 0)} steps)")
+    print(f"   files: {s['run_dir']} (csv/metrics.csv, checkpoints/last.ckpt, summary.json)")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    summary = train(cfg)
+    return float((summary["final_test"] or {}).get("test_return_mean", float("nan")))
+
+
+if __name__ == "__main__":
+    main()

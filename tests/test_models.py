@@ -1,0 +1,80 @@
+"""Networks: the multiplicative state-action association of C_Mix, agent inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lica.config import AgentConfig
+from lica.models.agents import MultiAgentPolicy
+from lica.models.critics import MixingCritic, MLPCritic, build_critic
+
+
+def dq_du(critic, u, s):
+    u = u.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(critic(u, s).sum(), u)
+    return g
+
+
+def test_mixing_critic_action_gradient_depends_on_state():
+    torch.manual_seed(0)
+    critic = MixingCritic(state_dim=6, n_agents=3, n_actions=5)
+    u = torch.rand(1, 15)
+    s1, s2 = torch.randn(1, 6), torch.randn(1, 6)
+    assert not torch.allclose(dq_du(critic, u, s1), dq_du(critic, u, s2), atol=1e-4)
+
+
+def test_mixing_critic_is_exactly_eq1():
+    """Q = w2(s)ᵀ ReLU(W1(s)ᵀ u + b1(s)) + b2(s), recomputed by hand."""
+    torch.manual_seed(1)
+    c = MixingCritic(state_dim=4, n_agents=2, n_actions=3, embed_dim=8)
+    s, u = torch.randn(5, 4), torch.rand(5, 6)
+    W1 = c.hyper_w1(s).view(5, 6, 8)
+    h = torch.relu(torch.einsum("bi,bih->bh", u, W1) + c.hyper_b1(s))
+    q = (h * c.hyper_w2(s)).sum(-1) + c.hyper_b2(s).squeeze(-1)
+    torch.testing.assert_close(c(u, s), q)
+    assert not any("abs" in type(m).__name__.lower() for m in c.modules())
+
+
+def test_reference_hypernetwork_size_is_the_default():
+    c = MixingCritic(state_dim=10, n_agents=3, n_actions=5, embed_dim=64)
+    first = c.hyper_w1[0]
+    assert first.out_features == 64 * 3 * 5  # E = H·n·|A|
+    small = MixingCritic(state_dim=10, n_agents=3, n_actions=5, hypernet_embed=32)
+    assert small.hyper_w1[0].out_features == 32
+    one = MixingCritic(state_dim=10, n_agents=3, n_actions=5, hypernet_layers=1)
+    assert isinstance(one.hyper_w1, torch.nn.Linear)
+
+
+def test_build_critic_selects_mlp_and_rejects_unknown():
+    assert isinstance(build_critic("mlp", 6, 3, 5), MLPCritic)
+    assert isinstance(build_critic("mix", 6, 3, 5), MixingCritic)
+    with pytest.raises(ValueError, match="C_Mix"):
+        build_critic("transformer", 6, 3, 5)
+
+
+def test_rnn_agent_inputs_and_unroll_match_stepwise():
+    torch.manual_seed(2)
+    pol = MultiAgentPolicy(obs_dim=4, n_agents=3, n_actions=5, cfg=AgentConfig())
+    assert pol.fc1.weight.shape == (1, 4 + 5 + 3, 64)  # obs ⊕ last action ⊕ agent id
+    obs = torch.randn(2, 6, 3, 4)
+    acts = torch.nn.functional.one_hot(torch.randint(5, (2, 6, 3)), 5).float()
+    unrolled = pol.unroll(obs, acts)
+    h = pol.initial_state(2)
+    last = torch.zeros(2, 3, 5)
+    for t in range(6):
+        logits, h = pol(obs[:, t], last, h)
+        torch.testing.assert_close(unrolled[:, t], logits)
+        last = acts[:, t]
+
+
+def test_unshared_mlp_agents_have_independent_parameters():
+    pol = MultiAgentPolicy(obs_dim=4, n_agents=3, n_actions=5,
+                           cfg=AgentConfig(type="mlp", hidden_dim=32, shared=False))
+    assert pol.fc1.weight.shape == (3, 4 + 5 + 3, 32) and not pol.recurrent
+    logits, _ = pol(torch.randn(2, 3, 4), torch.zeros(2, 3, 5), pol.initial_state(2))
+    logits[:, 0].sum().backward()  # agent 0's output only
+    assert pol.fc1.weight.grad[0].abs().sum() > 0
+    assert (pol.fc1.weight.grad[1:] == 0).all(), "agent 0 must not use agents 1-2's parameters"
+    with pytest.raises(ValueError, match="shared=false needs"):
+        MultiAgentPolicy(4, 3, 5, AgentConfig(type="rnn", shared=False))

@@ -1,0 +1,137 @@
+"""End to end through Hydra composition and the real Lightning Trainer on mpe2."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from lica.config import validate
+from lica.train import train
+from tests.conftest import TINY, compose_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader((run_dir / "csv" / "metrics.csv").open()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 2])
+def test_end_to_end_run_produces_metrics_and_checkpoint(tmp_path, workers):
+    cfg = compose_config(TINY + [f"rollout.num_workers={workers}"])
+    summary = train(cfg, run_dir=tmp_path)
+    rows = read_metrics(tmp_path)
+    train_rows = [r for r in rows if r.get("critic_loss")]
+    test_rows = [r for r in rows if r.get("test_return_mean")]
+    assert len(train_rows) == 1600 // (4 * 10)  # budget / (episodes per batch x steps per episode)
+    assert [float(r["env_steps"]) for r in test_rows] == [0.0, 800.0, 1600.0]
+    for key in ("critic_loss", "td_error_abs", "q_taken_mean", "policy_entropy", "critic_grad_norm",
+                "actor_grad_norm", "env_steps", "train_return_mean"):
+        assert train_rows[-1][key] != "", key
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert {"actor.fc1.weight", "critic.hyper_w1.0.weight", "target_critic.hyper_w1.0.weight"} <= set(ckpt["state_dict"])
+    assert len(ckpt["optimizer_states"]) == 2
+    assert ckpt["RolloutDataModule"]["env_steps"] == 1600
+    assert {"critic_steps", "next_eval_at", "rng", "logger_run_ids", "test_history"} <= set(ckpt["lica"])
+    assert summary["env_steps"] == 1600 and summary["final_test"]["env_steps"] == 1600
+    assert (tmp_path / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_same_seed_same_metrics(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        cfg = compose_config(TINY + ["rollout.num_workers=0", "seed=3"])
+        train(cfg, run_dir=tmp_path / name)
+        runs.append([{k: v for k, v in r.items()} for r in read_metrics(tmp_path / name)])
+    assert runs[0] == runs[1]
+    other = compose_config(TINY + ["rollout.num_workers=0", "seed=4"])
+    train(other, run_dir=tmp_path / "c")
+    assert read_metrics(tmp_path / "c") != runs[0]
+
+
+@pytest.mark.slow
+def test_collection_is_on_policy(tmp_path, monkeypatch):
+    """Each batch is collected after the previous update, with the updated actor."""
+    from lica.rollout.datamodule import RolloutDataModule
+
+    seen: list[torch.Tensor] = []
+    original = RolloutDataModule.collect
+
+    def spy(self, policy):
+        seen.append(policy.fc2.weight.detach().clone())
+        return original(self, policy)
+
+    updated: list[torch.Tensor] = []
+    from lica.algos.lica import LICA
+
+    orig_update = LICA.update
+
+    def spy_update(self, batch):
+        out = orig_update(self, batch)
+        updated.append(self.actor.fc2.weight.detach().clone())
+        return out
+
+    monkeypatch.setattr(RolloutDataModule, "collect", spy)
+    monkeypatch.setattr(LICA, "update", spy_update)
+    train(compose_config(TINY + ["rollout.num_workers=0"]), run_dir=tmp_path)
+    assert len(seen) == len(updated) == 40
+    for before_next, after_prev in zip(seen[1:], updated[:-1]):
+        torch.testing.assert_close(before_next, after_prev, rtol=0, atol=0)
+    assert not torch.equal(seen[0], seen[1])
+
+
+def test_config_typo_fails_at_compose():
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_config(["algo.entropy_coeff=0.2"])
+    assert "entropy_coeff" in str(err.value.__cause__ or err.value)
+
+
+def test_wrong_type_fails_at_compose():
+    with pytest.raises((ConfigCompositionException, ValidationError)) as err:
+        compose_config(["algo.gamma=high"])
+    assert "gamma" in str(err.value) + str(err.value.__cause__)
+
+
+def test_unknown_group_option_fails_at_compose():
+    with pytest.raises(ConfigCompositionException, match="env"):
+        compose_config(["env=sprad"])
+
+
+@pytest.mark.parametrize("override,match", [
+    ("algo.entropy_coef=-0.1", "entropy_coef"), ("rollout.batch_episodes=0", "batch_episodes"),
+    ("rollout.num_workers=3", "must divide"), ("algo.td_lambda=1.5", "td_lambda"),
+])
+def test_impossible_settings_are_rejected(override, match):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_object(compose_config([override]))
+    with pytest.raises(ValueError, match=match):
+        validate(cfg)
+
+
+def test_default_config_is_lica_on_spread():
+    cfg = compose_config()
+    assert (cfg.env.backend, cfg.env.scenario, cfg.env.n_agents) == ("mpe", "spread", 3)
+    assert (cfg.algo.name, cfg.algo.critic, cfg.algo.entropy, cfg.algo.actor_input) == ("lica", "mix", "adaptive", "probs")
+    assert cfg.rollout.batch_episodes == 32
+    assert cfg.algo.entropy_coef == 0.1  # the paper's xi for Cooperative Navigation n=3
+
+
+@pytest.mark.slow
+def test_cli_entry_point_writes_into_outputs(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "lica.train", *TINY, "rollout.num_workers=0",
+         f"hydra.run.dir={tmp_path}/run"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "test_return_mean: first" in out.stdout
+    assert (tmp_path / "run" / "csv" / "metrics.csv").exists()
+    assert (tmp_path / "run" / ".hydra" / "config.yaml").exists()
