@@ -17,28 +17,13 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger, Logger
 
 from lica.algos import build_module
 from lica.config import TrainConfig, register_configs, validate
+from lica.loggers import build_loggers, run_tags
 from lica.rollout.datamodule import RolloutDataModule
 
 register_configs()
-
-
-def build_loggers(cfg: TrainConfig, run_dir: Path) -> list[Logger]:
-    loggers: list[Logger] = []
-    if cfg.logger.csv is not None:
-        loggers.append(CSVLogger(save_dir=str(run_dir), name=cfg.logger.csv.name, version=""))
-    return loggers
-
-
-def run_tags(cfg: TrainConfig) -> dict[str, Any]:
-    """The fields runs are grouped and compared by (logged as hyper-parameters)."""
-    algo = cfg.algo
-    return {"algo": algo.name, "critic": algo.critic, "entropy": algo.entropy,
-            "entropy_coef": algo.entropy_coef if algo.entropy == "adaptive" else algo.beta,
-            "actor_input": algo.actor_input, "env": f"{cfg.env.backend}:{cfg.env.scenario}", "seed": cfg.seed}
 
 
 def train(dcfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:

@@ -222,6 +222,7 @@ class WorkerPoolVecEnv(VecEnv):
                     w = sentinels[obj]
                     if w not in pending or self._conns[w].poll():
                         continue  # its reply is waiting on the pipe; read it first
+                    self._processes[w].join(timeout=5)
                     code = self._processes[w].exitcode
                     self.close()
                     raise EnvWorkerError(
