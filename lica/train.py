@@ -8,6 +8,7 @@ prints a summary and returns the final greedy test return (what a sweeper optimi
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,10 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 from lica.algos import build_module
+from lica.callbacks import PreemptionCheckpoint
 from lica.config import TrainConfig, register_configs, validate
 from lica.loggers import build_loggers, run_tags
 from lica.rollout.datamodule import RolloutDataModule
@@ -42,32 +45,44 @@ def train(dcfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]
     for lg in loggers:
         lg.log_hyperparams({**OmegaConf.to_container(dcfg, resolve=True), "tags": run_tags(cfg)})
     ckpt_dir = run_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
                                  every_n_train_steps=2 * cfg.trainer.checkpoint_every_iters)
+    preemption = PreemptionCheckpoint(last)
+    plugins = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
     trainer = pl.Trainer(
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, max_epochs=1,
-        logger=loggers or False, callbacks=[checkpoint], log_every_n_steps=1,
+        logger=loggers or False, callbacks=[checkpoint, preemption], log_every_n_steps=1,
         enable_progress_bar=cfg.trainer.enable_progress_bar, enable_model_summary=False,
-        num_sanity_val_steps=0, default_root_dir=str(run_dir), deterministic=False,
+        num_sanity_val_steps=0, default_root_dir=str(run_dir), plugins=plugins,
     )
     ckpt_path = cfg.ckpt_path
-    if ckpt_path is None and cfg.resume and (ckpt_dir / "last.ckpt").exists():
-        ckpt_path = str(ckpt_dir / "last.ckpt")
+    if ckpt_path is None and cfg.resume and last.exists():
+        ckpt_path = str(last)
+    if ckpt_path is not None:
+        print(f"lica: resuming from {ckpt_path}")
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     finally:
         dm.teardown("fit")
-    trainer.save_checkpoint(ckpt_dir / "last.ckpt")
+    if preemption.received is None:
+        trainer.save_checkpoint(last)
 
     history = module.test_history
     summary = {
         "run_dir": str(run_dir), "env_steps": dm.env_steps, "wall_time_s": round(time.time() - started, 1),
         "env_steps_per_s": round(dm.env_steps / max(time.time() - started, 1e-9), 1),
         "first_test": history[0] if history else None, "final_test": history[-1] if history else None,
-        "tags": run_tags(cfg),
+        "tags": run_tags(cfg), "resumed_from": ckpt_path,
+        "interrupted_by": preemption.received.name if preemption.received else None,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary)
+    if preemption.received is not None:
+        print(f"lica: stopped by {preemption.received.name} at {dm.env_steps} env steps; checkpoint "
+              f"{last}. Continue with: python -m lica.train <same overrides> resume=true "
+              f"hydra.run.dir={run_dir}")
+        preemption.forward_signal()
     return summary
 
 
@@ -84,6 +99,8 @@ def print_summary(s: dict[str, Any]) -> None:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     summary = train(cfg)
+    if summary["interrupted_by"]:
+        raise SystemExit(128 + signal.Signals[summary["interrupted_by"]].value)
     return float((summary["final_test"] or {}).get("test_return_mean", float("nan")))
 
 

@@ -116,7 +116,7 @@ class ActorCriticModule(pl.LightningModule):
             "critic_steps": self.critic_steps,
             "next_eval_at": self.next_eval_at,
             "test_history": self.test_history,
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "rng": rng_state(),
             "logger_run_ids": {type(lg).__name__: str(lg.version) for lg in self.trainer.loggers},
         }
 
@@ -124,6 +124,19 @@ class ActorCriticModule(pl.LightningModule):
         state = checkpoint["lica"]
         self.critic_steps, self.next_eval_at = state["critic_steps"], state["next_eval_at"]
         self.test_history = state["test_history"]
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
+        set_rng_state(state["rng"])
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global RNG's state, as plain tensors and numbers (loadable with
+    ``weights_only=True``, which Lightning uses to resume)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos,
+                                                      has_gauss, cached], "python": random.getstate()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(state["python"])
