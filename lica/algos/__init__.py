@@ -13,4 +13,8 @@ def build_module(algo: AlgoConfig, env_info: EnvInfo, eval_interval: int) -> Act
         from lica.algos.lica import LICA
 
         return LICA(algo, env_info, eval_interval)
-    raise ValueError(f"Unknown algo {algo.name!r}: choose algo=lica.")
+    if algo.name == "coma":
+        from lica.algos.coma import COMA
+
+        return COMA(algo, env_info, eval_interval)
+    raise ValueError(f"Unknown algo {algo.name!r}: choose algo=lica or algo=coma.")
