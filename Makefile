@@ -26,6 +26,19 @@ train: $(STAMP) ## train LICA on Cooperative Navigation (n=3) with the default c
 test: $(STAMP) ## run the test suite (starts and stops the bundled SLURM cluster itself)
 	$(PY) -m pytest $(ARGS)
 
+bench: $(STAMP) ## throughput benchmark: env limit vs rollout vs training, env-steps/s (outputs/bench/)
+	$(PY) -m lica.bench $(ARGS)
+
+plot: $(STAMP) ## paper-style figures of a multirun: make plot RUNS=outputs/multiruns/<date>/<time>_<name>
+	@test -n "$(RUNS)" || { echo "usage: make plot RUNS=<multirun folder> [ARGS='--metric policy_entropy']"; exit 2; }
+	$(PY) -m lica.plot $(RUNS) $(ARGS)
+
+dashboard: $(STAMP) ## W&B report comparing C_Mix/C_MLP and beta/xi: make dashboard ENTITY=e PROJECT=p (needs network)
+	$(PY) -m lica.dashboard --entity "$(ENTITY)" --project "$(PROJECT)" $(ARGS)
+
+traffic-junction: $(STAMP) ## the 1-step Traffic Junction study (Fig. 5), LICA vs COMA, 20000 initialisations
+	$(PY) -m lica.analysis.traffic_junction --n-inits 20000 --out outputs/traffic_junction $(ARGS)
+
 slurm-up: ## install (Debian packages) and start the bundled single-node SLURM cluster
 	bash slurm/install.sh && bash slurm/up.sh
 
@@ -38,4 +51,4 @@ sc2: ## install StarCraft II 4.10, the SMAC maps and SMAC (needs the internet; n
 clean: ## remove run outputs (keeps the venv)
 	rm -rf outputs/runs outputs/multiruns
 
-.PHONY: help install train test clean slurm-up slurm-down sc2
+.PHONY: help install train test clean slurm-up slurm-down sc2 bench plot dashboard traffic-junction

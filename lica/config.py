@@ -80,7 +80,7 @@ class AlgoConfig:
 class TrainerConfig:
     """Lightning Trainer settings plus the env-step budget."""
 
-    max_env_steps: int = 400_000  # t_max: training stops after this many env steps
+    max_env_steps: int = 600_000  # t_max: training stops after this many env steps
     accelerator: str = "cpu"
     devices: int = 1
     checkpoint_every_iters: int = 50  # training iterations between checkpoints
@@ -95,11 +95,16 @@ class CSVLoggerConfig:
 
 @dataclass
 class WandbLoggerConfig:
-    project: str = "lica"
-    entity: Optional[str] = None
-    mode: Optional[str] = None  # online | offline | disabled; None: offline unless an API key is set
-    group: Optional[str] = None  # None: experiment name, or a hash of the config without the seed
-    tags: list[str] = field(default_factory=list)
+    """Weights & Biases run settings (``logger=wandb``; built in ``lica/loggers.py``)."""
+
+    project: Optional[str] = None  # None: $WANDB_PROJECT, else "lica"
+    entity: Optional[str] = None  # None: $WANDB_ENTITY, else the API key's default entity
+    mode: Optional[str] = None  # online | offline | disabled; None: $WANDB_MODE, else offline without an API key
+    group: Optional[str] = None  # None: <name>-<critic>-<xi|beta coef>-<hash of the config without the seed>
+    tags: list[str] = field(default_factory=list)  # added to the automatic critic:/entropy:/env:... tags
+    name: Optional[str] = None  # run display name; None: <name>-<critic>-<xi|beta coef>-seed<seed>
+    job_type: Optional[str] = None
+    init_timeout_s: float = 60.0  # online only: after this long without the server, log offline instead
 
 
 @dataclass
@@ -145,6 +150,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.algo.grad_norm_clip > 0, "algo.grad_norm_clip must be > 0"),
         (cfg.algo.target_update_interval >= 1, "algo.target_update_interval must be >= 1"),
         (cfg.algo.gumbel_tau > 0, "algo.gumbel_tau must be > 0"),
+        (cfg.algo.name in ("lica", "coma"), f"algo.name must be 'lica' or 'coma' (algo=lica, algo=coma), got {cfg.algo.name!r}"),
         (cfg.algo.critic in ("mix", "mlp"), f"algo.critic must be 'mix' or 'mlp', got {cfg.algo.critic!r}"),
         (cfg.algo.entropy in ("adaptive", "vanilla"),
          f"algo.entropy must be 'adaptive' or 'vanilla', got {cfg.algo.entropy!r}"),
@@ -158,6 +164,13 @@ def validate(cfg: TrainConfig) -> None:
          f"rollout.test_num_workers={cfg.rollout.test_num_workers} must divide "
          f"rollout.test_episodes={cfg.rollout.test_episodes}"),
     ]
+    if cfg.algo.name == "coma":
+        checks += [
+            (cfg.algo.critic == "mix", "algo=coma cannot take ablation=cmlp (algo.critic=mlp): COMA has its own "
+             "critic Q(s, u^-a, .); use ablation=full, or ablation=vanilla_entropy with algo.beta > 0"),
+            (cfg.algo.actor_input == "probs", "algo=coma cannot take ablation=gumbel (algo.actor_input=gumbel): COMA "
+             "learns its actor by the counterfactual policy gradient and never feeds actions to a critic"),
+        ]
     problems = [msg for ok, msg in checks if not ok]
     if problems:
         raise ValueError("Invalid lica config:\n  - " + "\n  - ".join(problems))

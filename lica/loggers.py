@@ -1,25 +1,309 @@
-"""Experiment loggers (Lightning's own) and the tags runs are compared by."""
+"""Experiment loggers (Lightning's own) and the tags runs are compared by.
+
+``logger=csv`` (default) writes ``<run dir>/csv/metrics.csv``; ``logger=wandb`` adds a
+Weights & Biases run, ``logger=[csv,wandb]`` both.  The W&B run
+
+* lives under the run folder (``<run dir>/wandb/``), one run per job of a multirun: it is
+  finished when Lightning finalizes its loggers (end of ``fit``, success or failure), and a
+  run a crashed earlier job left open in the same process is finished before a new one starts;
+* is **offline** unless asked otherwise or an API key is configured (``WANDB_API_KEY`` or
+  a ``wandb login`` entry in ``~/.netrc``): no network call, no hang, ``wandb sync`` later.
+  Online, a start that fails within ``init_timeout_s`` (a compute node without internet
+  but with a shared ``~/.netrc``) falls back to offline with a warning instead of failing;
+* is grouped so that the seeds of one variant fold into one W&B group
+  (:func:`wandb_group`: explicit ``logger.wandb.group``, else the experiment name, the
+  variant and a short hash of the config without the seed and the execution-only settings);
+* carries the comparison fields (:func:`run_tags`) as tags (``critic:mix``...) and as flat
+  config keys (``critic``, ``entropy``, ``entropy_coef``, ``actor_input``, ``env_id``,
+  ``algo_name``, ``seed``, ``variant`` = the group, and the paper's names
+  ``critic_label`` = C_Mix | C_MLP, ``entropy_label`` = ξ=<coef> | β=<coef>) that
+  dashboards group by (:mod:`lica.dashboard`);
+* plots against ``env_steps`` (``define_metric``), the x-axis of every figure in the paper;
+* continues the same run id when a job resumes from a checkpoint: the id is read from
+  ``checkpoint["lica"]["logger_run_ids"]["WandbLogger"]`` (:func:`resume_run_id`).
+"""
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import hashlib
+import json
+import netrc
+import os
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
+from urllib.parse import urlparse
 
-from pytorch_lightning.loggers import CSVLogger, Logger
+from pytorch_lightning.loggers import CSVLogger as _LightningCSVLogger
+from pytorch_lightning.loggers import Logger
+from pytorch_lightning.loggers import WandbLogger as _LightningWandbLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 
 from lica.config import TrainConfig
 
+WANDB_MODES = ("online", "offline", "disabled")
 
-def build_loggers(cfg: TrainConfig, run_dir: Path) -> list[Logger]:
+# Settings that change how a run executes, not what it learns: two runs that differ only
+# here are seeds of the same variant (same W&B group).
+EXECUTION_ONLY = (
+    "seed", "output_dir", "ckpt_path", "resume", "logger",
+    "trainer.enable_progress_bar", "trainer.checkpoint_every_iters", "trainer.accelerator",
+    "trainer.devices", "trainer.torch_threads",
+    "rollout.num_workers", "rollout.test_num_workers", "rollout.worker_timeout_s", "rollout.start_method",
+)
+
+
+def build_loggers(cfg: TrainConfig, run_dir: Path, ckpt_path: str | Path | None = None) -> list[Logger]:
+    """The loggers ``cfg.logger`` asks for.  ``ckpt_path``: the checkpoint the run resumes
+    from (None: a fresh run), whose W&B run id and CSV rows are continued."""
+    run_dir = Path(run_dir)
+    resumed = checkpoint_logger_state(ckpt_path) if ckpt_path else None
     loggers: list[Logger] = []
     if cfg.logger.csv is not None:
-        loggers.append(CSVLogger(save_dir=str(run_dir), name=cfg.logger.csv.name, version=""))
+        loggers.append(CSVLogger(save_dir=str(run_dir), name=cfg.logger.csv.name, version="",
+                                 resume_env_steps=_keep_rows_until(resumed)))
+    if cfg.logger.wandb is not None:
+        run_id = resumed["run_ids"].get("WandbLogger") if resumed else None
+        loggers.append(build_wandb_logger(cfg, run_dir, run_id=run_id if run_id not in ("", "None") else None))
     return loggers
 
 
 def run_tags(cfg: TrainConfig) -> dict[str, Any]:
     """The fields runs are grouped and compared by (logged as hyper-parameters)."""
     algo = cfg.algo
-    return {"algo": algo.name, "critic": algo.critic, "entropy": algo.entropy,
+    coma = algo.name == "coma"  # COMA has its own critic and no critic input
+    return {"algo": algo.name, "critic": "coma" if coma else algo.critic, "entropy": algo.entropy,
             "entropy_coef": algo.entropy_coef if algo.entropy == "adaptive" else algo.beta,
-            "actor_input": algo.actor_input, "env": f"{cfg.env.backend}:{cfg.env.scenario}", "seed": cfg.seed}
+            "actor_input": "sampled" if coma else algo.actor_input,
+            "env": f"{cfg.env.backend}:{cfg.env.scenario}", "seed": cfg.seed}
+
+
+# -- CSV -------------------------------------------------------------------------------
+class CSVLogger(_LightningCSVLogger):
+    """Lightning's ``CSVLogger`` (same class name), except that a resumed run keeps the
+    rows it wrote before its checkpoint: Lightning's deletes ``metrics.csv`` when the
+    folder is reused.  Rows past the checkpoint (logged before a crash, about to be
+    logged again) are dropped, so each env step appears once."""
+
+    def __init__(self, *args: Any, resume_env_steps: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._resume_env_steps = resume_env_steps
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None and self._resume_env_steps is not None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ResumedExperimentWriter(self.log_dir, self._resume_env_steps)
+        return super().experiment
+
+
+class _ResumedExperimentWriter(ExperimentWriter):
+    def __init__(self, log_dir: str, keep_until_env_steps: float) -> None:
+        self._keep_until = float(keep_until_env_steps)
+        super().__init__(log_dir=log_dir)
+
+    def _check_log_dir_exists(self) -> None:  # called by __init__: keep, do not delete
+        if not self._fs.isfile(self.metrics_file_path):
+            return
+        with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+            reader = csv.DictReader(f)
+            header = list(reader.fieldnames or [])
+            rows = [r for r in reader if not r.get("env_steps") or float(r["env_steps"]) <= self._keep_until]
+        with self._fs.open(self.metrics_file_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.metrics_keys = sorted(header)
+
+
+# -- W&B -------------------------------------------------------------------------------
+class WandbLogger(_LightningWandbLogger):
+    """Lightning's ``WandbLogger`` (same class name, so checkpoints record its run id under
+    ``logger_run_ids["WandbLogger"]``) that plots against ``env_steps`` and finishes its
+    W&B run when Lightning finalizes the loggers, so each job of a multirun is its own run."""
+
+    _finished = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._wandb_init.pop("anonymous", None)  # deprecated in wandb: warns even when None
+
+    @property
+    def experiment(self) -> Any:
+        fresh = self._experiment is None
+        try:
+            run = super().experiment
+        except Exception as err:  # online start failed (no network, server down): go on offline
+            from wandb.errors import CommError
+
+            if not (fresh and isinstance(err, CommError) and self._wandb_init.get("mode") == "online"):
+                raise
+            warnings.warn(f"W&B could not start online ({str(err)[:200]}); logging offline instead: "
+                          f"upload later with `wandb sync {self.save_dir}/wandb/offline-run-*`", stacklevel=2)
+            self._wandb_init["mode"] = "offline"
+            self._wandb_init.pop("settings", None)
+            run = super().experiment
+        if fresh and self._experiment is not None and hasattr(run, "define_metric"):
+            run.define_metric("env_steps")
+            run.define_metric("*", step_metric="env_steps", step_sync=True)
+        return run
+
+    def finalize(self, status: str) -> None:
+        super().finalize(status)
+        self.finish(exit_code=1 if status == "failed" else 0)
+
+    def finish(self, exit_code: int = 0) -> None:
+        """Finish the W&B run (idempotent); its id stays readable as :attr:`version`."""
+        if self._experiment is not None and not self._finished and hasattr(self._experiment, "finish"):
+            self._finished = True
+            self._experiment.finish(exit_code=exit_code)
+
+
+def build_wandb_logger(cfg: TrainConfig, run_dir: Path, run_id: str | None = None) -> WandbLogger:
+    """A W&B logger writing under ``run_dir``; ``run_id`` continues that run (resume)."""
+    wcfg = cfg.logger.wandb
+    assert wcfg is not None
+    finish_active_run()
+    tags = run_tags(cfg)
+    group = wandb_group(cfg)
+    mode = wandb_mode(wcfg.mode)
+    extra: dict[str, Any] = {}
+    if mode == "online":
+        import wandb
+
+        extra["settings"] = wandb.Settings(init_timeout=wcfg.init_timeout_s)
+    return WandbLogger(
+        save_dir=str(run_dir),
+        project=wcfg.project or os.environ.get("WANDB_PROJECT") or "lica",
+        entity=wcfg.entity or os.environ.get("WANDB_ENTITY") or None,
+        name=wcfg.name or f"{_variant_label(cfg)}-seed{cfg.seed}",
+        id=run_id,
+        group=group,
+        job_type=wcfg.job_type,
+        tags=[f"{k}:{v}" for k, v in tags.items()] + list(wcfg.tags),
+        config=wandb_run_config(cfg, group),
+        mode=mode,
+        **extra,
+    )
+
+
+def wandb_run_config(cfg: TrainConfig, group: str) -> dict[str, Any]:
+    """Flat config keys W&B dashboards group and filter by (the full config is added by
+    ``log_hyperparams``; ``env``/``algo`` there are dicts, hence ``env_id``/``algo_name``)."""
+    from lica.plot import variant_label
+
+    tags = run_tags(cfg)
+    return {"critic": tags["critic"], "entropy": tags["entropy"], "entropy_coef": tags["entropy_coef"],
+            "actor_input": tags["actor_input"], "env_id": tags["env"], "algo_name": tags["algo"],
+            "seed": tags["seed"], "variant": group,
+            "critic_label": variant_label(tags, ["critic"]), "entropy_label": variant_label(tags, ["entropy"])}
+
+
+def wandb_mode(mode: Optional[str]) -> str:
+    """``logger.wandb.mode`` if set, else ``$WANDB_MODE``, else ``online`` when an API key
+    is configured and ``offline`` otherwise.  Looks at files and variables only."""
+    if mode is None:
+        env = os.environ.get("WANDB_MODE", "").strip().lower()
+        if os.environ.get("WANDB_DISABLED", "").strip().lower() in ("true", "1", "yes"):
+            env = "disabled"
+        mode = {"dryrun": "offline", "run": "online"}.get(env, env) or (
+            "online" if wandb_credentials_configured() else "offline")
+    if mode not in WANDB_MODES:
+        raise ValueError(f"logger.wandb.mode must be one of {', '.join(WANDB_MODES)} (or null), got {mode!r}")
+    return mode
+
+
+def wandb_credentials_configured() -> bool:
+    """True when W&B has an API key without asking the server: ``WANDB_API_KEY``, or the
+    ``machine`` entry ``wandb login`` writes to the netrc file (``$NETRC`` or ``~/.netrc``)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
+    try:
+        return host is not None and netrc.netrc(str(path)).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def variant_hash(cfg: TrainConfig) -> str:
+    """Short hash of the config without the seed and the execution-only settings: the
+    same for every seed of a variant, different when anything that is learned differs."""
+    flat = _flatten(dataclasses.asdict(cfg))
+    kept = {k: v for k, v in flat.items() if not any(k == p or k.startswith(p + ".") for p in EXECUTION_ONLY)}
+    return hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def wandb_group(cfg: TrainConfig) -> str:
+    """``logger.wandb.group`` if set, else ``<name>-<critic>-<xi|beta><coef>-<variant hash>``."""
+    if cfg.logger.wandb is not None and cfg.logger.wandb.group:
+        return cfg.logger.wandb.group
+    return f"{_variant_label(cfg)}-{variant_hash(cfg)}"
+
+
+def _variant_label(cfg: TrainConfig) -> str:
+    tags = run_tags(cfg)
+    coef = ("xi" if tags["entropy"] == "adaptive" else "beta") + f"{tags['entropy_coef']:g}"
+    return f"{cfg.name}-{tags['critic']}-{coef}"
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+# -- resume and clean-up ---------------------------------------------------------------
+def checkpoint_logger_state(ckpt_path: str | Path) -> dict[str, Any] | None:
+    """What the loggers of a run resumed from ``ckpt_path`` continue from:
+    ``{"run_ids": checkpoint["lica"]["logger_run_ids"], "env_steps": <env steps done>}``
+    (None when the file does not exist)."""
+    if not Path(ckpt_path).exists():
+        return None
+    import torch
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    env_steps = ckpt.get("RolloutDataModule", {}).get("env_steps")
+    return {"run_ids": dict(ckpt.get("lica", {}).get("logger_run_ids", {})), "env_steps": env_steps}
+
+
+def _keep_rows_until(resumed: dict[str, Any] | None) -> float | None:
+    if resumed is None:
+        return None  # a fresh run: Lightning's behaviour (start a new metrics.csv)
+    return float("inf") if resumed["env_steps"] is None else float(resumed["env_steps"])
+
+
+def resume_run_id(ckpt_path: str | Path | None, logger: str = "WandbLogger") -> str | None:
+    """The run id ``logger`` recorded in a lica checkpoint
+    (``checkpoint["lica"]["logger_run_ids"][logger]``), or None if there is none."""
+    state = checkpoint_logger_state(ckpt_path) if ckpt_path else None
+    run_id = state["run_ids"].get(logger) if state else None
+    return run_id if run_id not in (None, "", "None") else None
+
+
+def finish_active_run() -> None:
+    """Finish a W&B run still open in this process (one a crashed earlier job of a
+    multirun left), so the next job does not silently log into it."""
+    try:
+        import wandb
+    except ImportError:
+        return
+    if wandb.run is not None:
+        warnings.warn(f"finishing the W&B run {wandb.run.id} left open by an earlier job", stacklevel=2)
+        wandb.run.finish(exit_code=1)
+
+
+def finish_loggers(loggers: list[Logger], exit_code: int = 0) -> None:
+    """Finish the W&B runs among ``loggers`` (for a ``finally`` around code that may fail
+    before Lightning finalizes them); harmless when they are finished already."""
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            lg.finish(exit_code=exit_code)

@@ -29,6 +29,14 @@ from lica.rollout.datamodule import RolloutDataModule
 register_configs()
 
 
+def resume_checkpoint(cfg: TrainConfig, last: Path) -> str | None:
+    """The checkpoint a run resumes from: ``cfg.ckpt_path``, else (with ``resume=true``)
+    the run folder's ``checkpoints/last.ckpt`` if it exists, else None (a fresh run)."""
+    if cfg.ckpt_path:
+        return cfg.ckpt_path
+    return str(last) if cfg.resume and last.exists() else None
+
+
 def train(dcfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     """Train once from a composed config; returns the run summary."""
     cfg: TrainConfig = OmegaConf.to_object(dcfg)
@@ -41,11 +49,12 @@ def train(dcfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]
 
     dm = RolloutDataModule(cfg.env, cfg.rollout, cfg.seed, cfg.trainer.max_env_steps)
     module = build_module(cfg.algo, dm.env_info, cfg.rollout.eval_interval)
-    loggers = build_loggers(cfg, run_dir)
-    for lg in loggers:
-        lg.log_hyperparams({**OmegaConf.to_container(dcfg, resolve=True), "tags": run_tags(cfg)})
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
+    ckpt_path = resume_checkpoint(cfg, last)
+    loggers = build_loggers(cfg, run_dir, ckpt_path=ckpt_path)
+    for lg in loggers:
+        lg.log_hyperparams({**OmegaConf.to_container(dcfg, resolve=True), "tags": run_tags(cfg)})
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
                                  every_n_train_steps=2 * cfg.trainer.checkpoint_every_iters)
     preemption = PreemptionCheckpoint(last)
@@ -56,9 +65,6 @@ def train(dcfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]
         enable_progress_bar=cfg.trainer.enable_progress_bar, enable_model_summary=False,
         num_sanity_val_steps=0, default_root_dir=str(run_dir), plugins=plugins,
     )
-    ckpt_path = cfg.ckpt_path
-    if ckpt_path is None and cfg.resume and last.exists():
-        ckpt_path = str(last)
     if ckpt_path is not None:
         print(f"lica: resuming from {ckpt_path}")
     try:

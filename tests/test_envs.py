@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from functools import partial
 
@@ -168,3 +169,19 @@ def test_predator_prey_capture_ends_with_bonus():
     pred.state.p_pos = env._prey.state.p_pos.copy()
     _, r, term, trunc, info = env.step(np.zeros(3, int))
     assert term and not trunc and info["captured"] and r > 9.0
+
+
+def test_missing_optional_extra_names_the_install_command(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_jax(name, *args, **kwargs):
+        if name == "jax" or name.startswith(("jax.", "jaxmarl")):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "lica.envs.jax", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_jax)
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[jax\]'"):
+        make_vec_env(EnvConfig(backend="jax", scenario="spread"), 2)

@@ -260,3 +260,22 @@ def test_reset_and_step_argument_errors(spread):
     spread.reset(SEEDS)
     with pytest.raises(ValueError, match="step expects actions"):
         spread.step(np.zeros((N, 2), dtype=np.int64), np.ones(N, dtype=bool))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_name,wins", [("smax_2s3z", True), ("jax_spread", False)])
+def test_short_lica_run_on_jax_backends(tmp_path, env_name, wins):
+    import csv
+
+    from lica.train import train
+    from tests.conftest import compose_config
+
+    cfg = compose_config([f"env={env_name}", "trainer.max_env_steps=600", "rollout.batch_episodes=8",
+                          "rollout.test_episodes=4", "rollout.eval_interval=300",
+                          "trainer.enable_progress_bar=false", "env.episode_limit=20"])
+    summary = train(cfg, run_dir=tmp_path)
+    rows = list(csv.DictReader((tmp_path / "csv" / "metrics.csv").open()))
+    tested = [r for r in rows if r.get("test_return_mean")]
+    assert summary["env_steps"] >= 600 and len(tested) >= 2
+    assert any(r.get("critic_loss") for r in rows)
+    assert ("test_battle_won_mean" in summary["final_test"]) == wins

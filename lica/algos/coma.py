@@ -112,17 +112,6 @@ class COMA(ActorCriticModule):
     """COMA on the shared :class:`ActorCriticModule` machinery (same actor as LICA)."""
 
     def __init__(self, algo: AlgoConfig, env_info: EnvInfo, eval_interval: int) -> None:
-        bad = []
-        if algo.critic != "mix":
-            bad.append(f"algo.critic={algo.critic} (ablation=cmlp)")
-        if algo.actor_input != "probs":
-            bad.append(f"algo.actor_input={algo.actor_input} (ablation=gumbel)")
-        if bad:
-            raise ValueError(
-                "algo=coma cannot be combined with " + " and ".join(bad) + ": these are LICA ablations. "
-                "COMA has its own critic Q(s, u^-a, .) and learns its actor by the counterfactual policy "
-                "gradient, so it never feeds actions to a mixing/MLP critic. Drop the ablation (use "
-                "ablation=full, or ablation=vanilla_entropy for an entropy bonus with algo.beta > 0).")
         super().__init__(algo, env_info, eval_interval)
         self.critic = COMACritic(env_info.state_dim, env_info.obs_dim, env_info.n_agents, env_info.n_actions)
         self.make_target()
