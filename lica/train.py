@@ -23,6 +23,7 @@ from pytorch_lightning.plugins.environments import SLURMEnvironment
 from lica.algos import build_module
 from lica.callbacks import PreemptionCheckpoint
 from lica.config import TrainConfig, register_configs, validate
+from lica.envs import backend_module
 from lica.loggers import build_loggers, run_tags
 from lica.rollout.datamodule import RolloutDataModule
 
@@ -53,8 +54,12 @@ def train(dcfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]
     last = ckpt_dir / "last.ckpt"
     ckpt_path = resume_checkpoint(cfg, last)
     loggers = build_loggers(cfg, run_dir, ckpt_path=ckpt_path)
+    hparams = {**OmegaConf.to_container(dcfg, resolve=True), "tags": run_tags(cfg)}
+    install_info = getattr(backend_module(cfg.env), "install_info", None)
+    if install_info is not None:  # e.g. the StarCraft II version of a SMAC run
+        hparams["env_install"] = install_info()
     for lg in loggers:
-        lg.log_hyperparams({**OmegaConf.to_container(dcfg, resolve=True), "tags": run_tags(cfg)})
+        lg.log_hyperparams(hparams)
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
                                  every_n_train_steps=2 * cfg.trainer.checkpoint_every_iters)
     preemption = PreemptionCheckpoint(last)

@@ -332,3 +332,20 @@ def test_map_configs_compose_with_train_yaml():
         cfg = compose("train", overrides=["env=smac_5m_vs_6m"])
     assert cfg.env.scenario == "5m_vs_6m" and cfg.algo.entropy_coef == 0.11
     assert cfg.trainer.max_env_steps == 64_000_000 and cfg.rollout.eval_interval == 320_000
+
+
+def test_every_smac_run_logs_the_sc2_install(tmp_path, monkeypatch):
+    """train() writes the backend's install facts (SC2 version) into the run's hparams."""
+    import yaml
+
+    from lica.train import train
+    from tests.conftest import compose_config
+
+    monkeypatch.setenv("SC2PATH", str(tmp_path / "no_sc2_here"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    cfg = compose_config(["env=smac_2s3z", "+env.args.env_cls=tests.smac_standin:StarCraft2Env",
+                          "trainer.max_env_steps=200", "rollout.batch_episodes=2", "rollout.num_workers=0",
+                          "rollout.test_episodes=1", "rollout.eval_interval=100", "trainer.enable_progress_bar=false"])
+    train(cfg, run_dir=tmp_path / "run")
+    hparams = yaml.safe_load((tmp_path / "run" / "csv" / "hparams.yaml").read_text())
+    assert "sc2_version" in hparams["env_install"] and hparams["env_install"]["sc2_path"].endswith("no_sc2_here")
