@@ -11,7 +11,15 @@ from lica.algos.losses import (actor_critic_input, critic_loss, entropy_loss, ma
                                policy_entropy, td_lambda_targets)
 from lica.rollout.batch import EpisodeBatch
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Double precision for the numerical checks, restored afterwards for other modules."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def random_padded_batch(lengths: list[int], terminated_last: list[bool], n=2, a=4, obs=3, s=5, seed=0):

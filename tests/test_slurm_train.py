@@ -43,8 +43,13 @@ def test_two_by_two_grid_runs_as_one_job_array(slurm_cluster, tmp_path):
     assert variants == {(1, "mix"), (1, "mlp"), (2, "mix"), (2, "mlp")}
     array_ids = {p.name.split("_")[0] for p in (tmp_path / ".submitit").iterdir() if p.name[0].isdigit()}
     assert len(array_ids) == 1, f"expected one job array, got {array_ids}"
-    acct = slurm_cluster.run("sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", array_ids.pop())
-    states = [line.split("|")[1] for line in acct.stdout.split()]
+    array_id = array_ids.pop()
+    for _ in range(50):  # accounting lags the job's end by a moment
+        acct = slurm_cluster.run("sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", array_id)
+        states = [line.split("|")[1] for line in acct.stdout.split()]
+        if states == ["COMPLETED"] * 4:
+            break
+        time.sleep(0.2)
     assert states == ["COMPLETED"] * 4, acct.stdout
     print(f"2x2 grid on SLURM: {time.time() - started:.1f} s wall")
 
