@@ -20,7 +20,7 @@ Weights & Biases run, ``logger=[csv,wandb]`` both.  The W&B run
   dashboards group by (:mod:`lica.dashboard`);
 * plots against ``env_steps`` (``define_metric``), the x-axis of every figure in the paper;
 * continues the same run id when a job resumes from a checkpoint: the id is read from
-  ``checkpoint["lica"]["logger_run_ids"]["WandbLogger"]`` (:func:`resume_run_id`).
+  ``checkpoint["lica"]["logger_run_ids"]["WandbLogger"]`` (:func:`checkpoint_logger_state`).
 """
 
 from __future__ import annotations
@@ -281,14 +281,6 @@ def _keep_rows_until(resumed: dict[str, Any] | None) -> float | None:
     return float("inf") if resumed["env_steps"] is None else float(resumed["env_steps"])
 
 
-def resume_run_id(ckpt_path: str | Path | None, logger: str = "WandbLogger") -> str | None:
-    """The run id ``logger`` recorded in a lica checkpoint
-    (``checkpoint["lica"]["logger_run_ids"][logger]``), or None if there is none."""
-    state = checkpoint_logger_state(ckpt_path) if ckpt_path else None
-    run_id = state["run_ids"].get(logger) if state else None
-    return run_id if run_id not in (None, "", "None") else None
-
-
 def finish_active_run() -> None:
     """Finish a W&B run still open in this process (one a crashed earlier job of a
     multirun left), so the next job does not silently log into it."""
@@ -299,11 +291,3 @@ def finish_active_run() -> None:
     if wandb.run is not None:
         warnings.warn(f"finishing the W&B run {wandb.run.id} left open by an earlier job", stacklevel=2)
         wandb.run.finish(exit_code=1)
-
-
-def finish_loggers(loggers: list[Logger], exit_code: int = 0) -> None:
-    """Finish the W&B runs among ``loggers`` (for a ``finally`` around code that may fail
-    before Lightning finalizes them); harmless when they are finished already."""
-    for lg in loggers:
-        if isinstance(lg, WandbLogger):
-            lg.finish(exit_code=exit_code)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,11 @@ from lica.loggers import build_loggers, run_tags
 from lica.rollout.datamodule import RolloutDataModule
 
 register_configs()
+# Lightning's notes on choices made on purpose here: the dataloader_iter step (exactly
+# on-policy batches), checkpoints after the iteration's updates, no srun for a single run.
+for _note in ("You are using the `dataloader_iter` step flavor", "Found `dataloader_iter` argument",
+              "Using ModelCheckpoint with manual optimization", "The `srun` command is available"):
+    warnings.filterwarnings("ignore", message=f".*{_note}")
 
 
 def resume_checkpoint(cfg: TrainConfig, last: Path) -> str | None:

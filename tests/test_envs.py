@@ -166,7 +166,7 @@ def test_predator_prey_capture_ends_with_bonus():
     env = PredatorPrey(episode_limit=50, capture_bonus=10.0)
     env.reset(seed=1)
     pred = next(a for a in env._env.world.agents if a.adversary)
-    pred.state.p_pos = env._prey.state.p_pos.copy()
+    pred.state.p_pos = env._prey.state.p_pos + 0.01
     _, r, term, trunc, info = env.step(np.zeros(3, int))
     assert term and not trunc and info["captured"] and r > 9.0
 
