@@ -63,7 +63,7 @@ def test_crashing_job_fails_the_sweep_with_its_error(slurm_cluster, tmp_path):
 
 
 def test_preempted_job_saves_requeues_and_resumes(slurm_cluster, tmp_path):
-    proc = multirun(slurm_cluster, tmp_path, "seed=7", "trainer.max_env_steps=8000",
+    proc = multirun(slurm_cluster, tmp_path, "seed=7", "trainer.max_env_steps=40000",
                     "trainer.checkpoint_every_iters=1000", wait=False)
     ckpt_dir = tmp_path / "0" / "checkpoints"
     deadline = time.time() + 180
@@ -88,8 +88,8 @@ def test_preempted_job_saves_requeues_and_resumes(slurm_cluster, tmp_path):
     assert proc.returncode == 0, stderr[-4000:]
     summary = json.loads((tmp_path / "0" / "summary.json").read_text())
     assert summary["resumed_from"] == str(ckpt_dir / "last.ckpt")
-    assert summary["env_steps"] == 8000
+    assert summary["env_steps"] == 40000
     saved = torch.load(ckpt_dir / "last.ckpt", weights_only=False)
-    assert saved["RolloutDataModule"]["env_steps"] == 8000
+    assert saved["RolloutDataModule"]["env_steps"] == 40000
     log = "\n".join(p.read_text() for p in (tmp_path / ".submitit").rglob("*_log.err"))
     assert "preempted" in log or "USR2" in log

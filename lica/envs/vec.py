@@ -2,7 +2,10 @@
 
 All environments step in lock-step.  Actions, seeds and results travel through
 shared-memory numpy buffers (no pickling per step); each worker only gets a one-word
-command over its pipe and answers ``ok`` or the error of the env that failed.
+command over its pipe as raw bytes and answers with an empty message (done) or the
+error of the env that failed, and the parent waits for all answers with one
+``select.poll`` over the pipes and the process sentinels: per step the pool costs a few
+system calls, not Python-level pickling and selector set-up.
 ``num_workers=0`` runs the same env slice in-process (for debugging and determinism
 tests).
 
@@ -17,11 +20,12 @@ when the pool is garbage-collected.
 from __future__ import annotations
 
 import multiprocessing as mp
+import pickle
+import select
 import signal
 import traceback
 import weakref
 from multiprocessing import shared_memory
-from multiprocessing.connection import wait
 from typing import Callable
 
 import numpy as np
@@ -57,22 +61,24 @@ class _EnvSlice:
         self.envs, self.lo = envs, lo
         self.rows = slice(lo, lo + len(envs))
         self.buf = buffers
-
-    def _write(self, i: int, ob: Observation) -> None:
-        self.buf["obs"][i], self.buf["state"][i], self.buf["avail"][i] = ob
+        self._indexed = list(enumerate(envs, lo))
 
     def reset(self) -> None:
-        for i, env in enumerate(self.envs, self.lo):
-            self._write(i, env.reset(seed=int(self.buf["seeds"][i])))
+        b = self.buf
+        obs, state, avail, seeds = b["obs"], b["state"], b["avail"], b["seeds"]
+        for i, env in self._indexed:
+            obs[i], state[i], avail[i] = env.reset(seed=int(seeds[i]))
 
     def step(self) -> None:
         b = self.buf
-        for i, env in enumerate(self.envs, self.lo):
-            if b["active"][i]:
-                ob, reward, terminated, truncated, info = env.step(b["actions"][i])
-                self._write(i, ob)
-                b["reward"][i], b["terminated"][i], b["truncated"][i] = reward, terminated, truncated
-                b["won"][i] = bool(info.get("battle_won", False))
+        obs, state, avail, actions = b["obs"], b["state"], b["avail"], b["actions"]
+        reward, terminated, truncated, won = b["reward"], b["terminated"], b["truncated"], b["won"]
+        active = b["active"].tolist()
+        for i, env in self._indexed:
+            if active[i]:
+                ob, reward[i], terminated[i], truncated[i], info = env.step(actions[i])
+                obs[i], state[i], avail[i] = ob
+                won[i] = bool(info.get("battle_won", False)) if info else False
 
     def close(self) -> None:
         for env in self.envs:
@@ -85,8 +91,15 @@ def _attach(layout: dict, names: dict[str, str]) -> tuple[dict[str, np.ndarray],
     return arrays, list(blocks.values())
 
 
+_CLOSE = b"close"
+_COMMANDS = {b"reset": "reset", b"step": "step"}  # wire name -> _EnvSlice method
+
+
 def _worker(conn, make_env: Callable[[], MultiAgentEnv], lo: int, k: int, n: int) -> None:
-    """Worker process main loop: build k envs, then serve reset/step/close commands."""
+    """Worker process main loop: build k envs, then serve reset/step/close commands.
+
+    Set-up messages are pickled; commands are raw bytes and the reply to each is an
+    empty message (done) or the UTF-8 traceback of the env that raised."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     blocks: list = []
     env_slice = None
@@ -96,18 +109,22 @@ def _worker(conn, make_env: Callable[[], MultiAgentEnv], lo: int, k: int, n: int
         for current in range(lo, lo + k):
             envs.append(make_env())
         conn.send(("info", envs[0].get_env_info()))
-        names = conn.recv()
-        buffers, blocks = _attach(_buffer_layout(envs[0].get_env_info(), n), names)
+        message = conn.recv_bytes()
+        if message == _CLOSE:
+            return
+        buffers, blocks = _attach(_buffer_layout(envs[0].get_env_info(), n), pickle.loads(message))
         env_slice = _EnvSlice(envs, lo, buffers)
+        handlers = {wire: getattr(env_slice, name) for wire, name in _COMMANDS.items()}
+        recv, send = conn.recv_bytes, conn.send_bytes
         while True:
-            cmd = conn.recv()
-            if cmd == "close":
+            cmd = recv()
+            if cmd == _CLOSE:
                 break
             try:
-                getattr(env_slice, cmd)()
-                conn.send(("ok", None))
+                handlers[cmd]()
+                send(b"")
             except Exception:  # report the env's error to the parent, keep serving close
-                conn.send(("error", traceback.format_exc()))
+                send(traceback.format_exc().encode() or b"error")
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         pass  # the parent went away
     except Exception:
@@ -127,7 +144,7 @@ def _shutdown(processes: list, conns: list, blocks: list) -> None:
     """Close workers and free shared memory (also run by the finaliser at exit)."""
     for conn in conns:
         try:
-            conn.send("close")
+            conn.send_bytes(_CLOSE)
         except (BrokenPipeError, OSError):
             pass
     for p in processes:
@@ -194,33 +211,45 @@ class WorkerPoolVecEnv(VecEnv):
             names[key] = block.name
         self._buf = {k: np.ndarray(shape, dtype, buffer=b.buf)
                      for (k, (shape, dtype)), b in zip(layout.items(), self._blocks)}
+        message = pickle.dumps(names)
         for conn in self._conns:
-            conn.send(names)
+            conn.send_bytes(message)
 
     def _describe(self, w: int) -> str:
         k = self.num_envs // self.num_workers
         return f"env worker {w} (pid {self._processes[w].pid}, envs {w * k}-{(w + 1) * k - 1})"
 
     def _gather(self, expect: str) -> list:
-        """Wait for one reply from every worker; raise on death, hang or env error."""
-        pending = dict(enumerate(self._conns))
+        """Wait for one reply from every worker; raise on death, hang or env error.
+
+        ``expect="info"``: the pickled set-up reply; otherwise the raw-bytes reply to a
+        command (empty = done, else the env's traceback)."""
+        pending = set(range(len(self._conns)))
         replies: dict[int, object] = {}
-        sentinels = {self._processes[w].sentinel: w for w in pending}
+        owner: dict[int, tuple[int, bool]] = {}  # fd -> (worker, is the process sentinel)
+        closed: set[int] = set()  # workers whose pipe reached EOF: only their sentinel is left
+        poller = select.poll()
+        for w in pending:
+            for fd, sentinel in ((self._conns[w].fileno(), False), (self._processes[w].sentinel, True)):
+                owner[fd] = (w, sentinel)
+                poller.register(fd, select.POLLIN)
+        timeout_ms = max(1, int(self.timeout_s * 1000))
         while pending:
-            ready = wait(list(pending.values()) + [s for s, w in sentinels.items() if w in pending],
-                         timeout=self.timeout_s)
+            ready = poller.poll(timeout_ms)
             if not ready:
-                names = ", ".join(self._describe(w) for w in pending)
+                names = ", ".join(self._describe(w) for w in sorted(pending))
                 self.close()
                 raise EnvWorkerError(
                     f"{names} did not answer within {self.timeout_s:.0f} s (hung env?). Raise "
                     "rollout.worker_timeout_s if its episodes are really that slow, or debug with "
                     "rollout.num_workers=0.")
-            for obj in ready:
-                w = next((w for w, c in pending.items() if c is obj), None)
-                if w is None:  # a sentinel: the process ended
-                    w = sentinels[obj]
-                    if w not in pending or self._conns[w].poll():
+            for fd, _ in ready:
+                w, sentinel = owner[fd]
+                if w not in pending:
+                    continue
+                conn = self._conns[w]
+                if sentinel:  # the process ended
+                    if w not in closed and conn.poll():
                         continue  # its reply is waiting on the pipe; read it first
                     self._processes[w].join(timeout=5)
                     code = self._processes[w].exitcode
@@ -229,16 +258,24 @@ class WorkerPoolVecEnv(VecEnv):
                         f"{self._describe(w)} died with exit code {code} (killed or crashed). "
                         "Check memory and the env; run with rollout.num_workers=0 to see the error in-process.")
                 try:
-                    kind, payload = self._conns[w].recv()
-                except (EOFError, ConnectionResetError):
-                    continue  # the sentinel reports the death
+                    if expect == "info":
+                        kind, payload = conn.recv()
+                    else:
+                        data = conn.recv_bytes()
+                        kind, payload = ("ok", None) if not data else ("error", data.decode(errors="replace"))
+                except (EOFError, OSError):
+                    closed.add(w)
+                    poller.unregister(fd)  # the sentinel reports the death
+                    continue
                 if kind == "error":
                     self.close()
                     raise EnvWorkerError(f"{self._describe(w)} failed:\n{payload}")
                 if kind != expect:
                     raise EnvWorkerError(f"{self._describe(w)} answered {kind!r}, expected {expect!r}")
                 replies[w] = payload
-                del pending[w]
+                pending.discard(w)
+                poller.unregister(fd)
+                poller.unregister(self._processes[w].sentinel)
         return [replies[w] for w in range(len(self._conns))]
 
     def _run(self, cmd: str) -> None:
@@ -247,8 +284,9 @@ class WorkerPoolVecEnv(VecEnv):
         if self._local is not None:
             getattr(self._local, cmd)()
             return
+        wire = cmd.encode()
         for conn in self._conns:
-            conn.send(cmd)
+            conn.send_bytes(wire)
         self._gather("ok")
 
     def reset(self, seeds: np.ndarray) -> Observation:
