@@ -425,6 +425,7 @@ def run_bench(settings: BenchSettings, log: Callable[[str], None] = print) -> di
     machine = machine_info()
     results: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
+    failed: list[dict[str, Any]] = []
     for env in settings.envs:
         cfg = compose(env, settings.overrides)
         why = backend_available(cfg.env.backend)
@@ -436,7 +437,12 @@ def run_bench(settings: BenchSettings, log: Callable[[str], None] = print) -> di
         for w in (settings.workers if pooled else (None,)):
             log(f"-- {env}, workers={'-' if w is None else w} ...")
             t0 = time.perf_counter()
-            res = run_case(env, w, settings).summary()
+            try:
+                res = run_case(env, w, settings).summary()
+            except Exception as err:  # one broken backend must not lose the other numbers
+                failed.append({"env": env, "workers": w, "error": f"{type(err).__name__}: {err}"})
+                log(f"   failed: {type(err).__name__}: {err}")
+                continue
             res["case_wall_s"] = round(time.perf_counter() - t0, 1)
             results.append(res)
             log("   " + _row(res))
@@ -447,6 +453,7 @@ def run_bench(settings: BenchSettings, log: Callable[[str], None] = print) -> di
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()},
         "results": results,
         "skipped": skipped,
+        "failed": failed,
         "wall_s": round(time.time() - started, 1),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -480,6 +487,8 @@ def format_table(report: dict[str, Any]) -> str:
     lines += [_row(r) for r in report["results"]]
     for s in report["skipped"]:
         lines.append(f"{s['env']:<15}  skipped: {s['reason']}")
+    for f in report.get("failed", []):
+        lines.append(f"{f['env']:<15}  FAILED (workers={f['workers']}): {f['error']}")
     return "\n".join(lines)
 
 

@@ -27,6 +27,7 @@ def test_bench_smoke_writes_json_with_positive_rates(tmp_path, capsys):
         assert key in machine, key
     assert machine["usable_cores"] >= 1 and machine["torch"]
 
+    assert report["failed"] == [] and report["skipped"] == []
     assert [(r["env"], r["workers"]) for r in report["results"]] == [("spread", 0), ("spread", 2)]
     for r in report["results"]:
         assert (r["num_envs"], r["n_agents"], r["episode_limit"]) == (4, 3, 5)
