@@ -229,9 +229,9 @@ def test_inactive_envs_are_frozen(which, request):
 
 
 def test_no_recompilation_after_warm_up(spread):
-    out = spread.reset(SEEDS)
+    spread.reset(SEEDS)
     for _ in range(3):
-        out = spread.step(np.zeros((N, 3), dtype=np.int32), np.ones(N, dtype=bool))
+        spread.step(np.zeros((N, 3), dtype=np.int32), np.ones(N, dtype=bool))
     assert spread._step_fn._cache_size() == 1 and spread._reset_fn._cache_size() == 1
 
 
