@@ -66,6 +66,7 @@ def train(dcfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]
         hparams["env_install"] = install_info()
     for lg in loggers:
         lg.log_hyperparams(hparams)
+    # Lightning counts optimiser steps: each iteration steps the critic and the actor once
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
                                  every_n_train_steps=2 * cfg.trainer.checkpoint_every_iters)
     preemption = PreemptionCheckpoint(last)
@@ -86,9 +87,10 @@ def train(dcfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]
         trainer.save_checkpoint(last)
 
     history = module.test_history
+    elapsed = time.time() - started
     summary = {
-        "run_dir": str(run_dir), "env_steps": dm.env_steps, "wall_time_s": round(time.time() - started, 1),
-        "env_steps_per_s": round(dm.env_steps / max(time.time() - started, 1e-9), 1),
+        "run_dir": str(run_dir), "env_steps": dm.env_steps, "wall_time_s": round(elapsed, 1),
+        "env_steps_per_s": round(dm.env_steps / max(elapsed, 1e-9), 1),
         "first_test": history[0] if history else None, "final_test": history[-1] if history else None,
         "tags": run_tags(cfg), "resumed_from": ckpt_path,
         "interrupted_by": preemption.received.name if preemption.received else None,
