@@ -9,7 +9,11 @@ slow drifts of a shared machine's load hit all three alike.
   episode per batch, finished ones wait for the others and all are reset together
   (exactly as in the collector).
 * **rollout** -- :meth:`lica.rollout.collector.Collector.collect` with the LICA actor
-  of the composed config (the RNN agent by default): 32-episode training batches.
+  of the composed config (the RNN agent by default): 32-episode training batches.  For
+  the jax backend that is the fused whole-batch program
+  (:mod:`lica.rollout.jax_collector`), which does not go through ``VecEnv.step`` at
+  all; there the bench also measures **fused limit**: the same program with random
+  valid actions and no actor, i.e. the env alone without per-step dispatch.
 * **training** -- full LICA iterations (collect a batch + critic step + actor step)
   through the real Lightning ``Trainer`` and ``RolloutDataModule``, built as
   :func:`lica.train.train` builds them from ``conf/`` (Hydra compose with
@@ -92,11 +96,12 @@ class CaseResult:
     limit: list[Measurement] = field(default_factory=list)
     rollout: list[Measurement] = field(default_factory=list)
     training: list[Measurement] = field(default_factory=list)
+    fused_limit: list[Measurement] = field(default_factory=list)  # jax backend only
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"env": self.env, "backend": self.backend, "workers": self.workers,
                                **self.info}
-        for name in ("limit", "rollout", "training"):
+        for name in ("limit", "rollout", "training", "fused_limit"):
             ms: list[Measurement] = getattr(self, name)
             out[name] = {
                 "env_steps_per_s": _median([m.rate for m in ms]),
@@ -105,6 +110,8 @@ class CaseResult:
             }
         out["rollout_over_limit"] = _median([r.rate / lim.rate for r, lim in zip(self.rollout, self.limit)])
         out["training_over_limit"] = _median([r.rate / lim.rate for r, lim in zip(self.training, self.limit)])
+        out["rollout_over_fused_limit"] = _median([r.rate / lim.rate for r, lim in zip(self.rollout,
+                                                                                       self.fused_limit)])
         return out
 
 
@@ -224,12 +231,13 @@ class _SideBySide:
         import torch
 
         from lica.envs import make_vec_env
-        from lica.rollout.collector import Collector
+        from lica.rollout.collector import make_collector
 
         self.settings = settings
         r = cfg.rollout
         self.vec = make_vec_env(cfg.env, r.batch_episodes, workers or 0, r.start_method, r.worker_timeout_s)
-        self.collector = Collector(self.vec)
+        self.collector = make_collector(self.vec)
+        self.fused = hasattr(self.collector, "random_episodes")
         self.rng = np.random.default_rng(settings.seed)
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.batch_index = 0
@@ -245,16 +253,23 @@ class _SideBySide:
         _, stats = self.collector.collect(policy, self._next_seeds(), greedy=False, generator=self.generator)
         return int(stats.lengths.sum())
 
+    def fused_limit_batch(self) -> int:
+        return self.collector.random_episodes(self._next_seeds(), self.generator)
+
     def warm_up(self, policy: Any) -> None:
         for _ in range(self.settings.warmup_batches):
             self.limit_batch()
             self.rollout_batch(policy)
+            if self.fused:
+                self.fused_limit_batch()
 
-    def measure(self, policy: Any) -> tuple[Measurement, Measurement]:
+    def measure(self, policy: Any, case: CaseResult) -> None:
+        """One repetition of limit, rollout (and fused limit), appended to ``case``."""
         s = self.settings
-        limit = _timed(self.limit_batch, s.min_seconds, s.min_batches)
-        rollout = _timed(lambda: self.rollout_batch(policy), s.min_seconds, s.min_batches)
-        return limit, rollout
+        case.limit.append(_timed(self.limit_batch, s.min_seconds, s.min_batches))
+        case.rollout.append(_timed(lambda: self.rollout_batch(policy), s.min_seconds, s.min_batches))
+        if self.fused:
+            case.fused_limit.append(_timed(self.fused_limit_batch, s.min_seconds, s.min_batches))
 
     def close(self) -> None:
         self.vec.close()
@@ -289,9 +304,7 @@ def _training_callback(settings: BenchSettings, side: _SideBySide, case: CaseRes
                 trainer.should_stop = True  # this last iteration runs untimed
                 return
             if self.iteration >= settings.warmup_batches:
-                limit, rollout = side.measure(module.rollout_policy())
-                case.limit.append(limit)
-                case.rollout.append(rollout)
+                side.measure(module.rollout_policy(), case)
                 self.chunk = {"start": time.perf_counter(), "eval": sum(eval_seconds),
                               "steps": dm.env_steps, "iters": 0}
 
@@ -363,9 +376,7 @@ def run_side_by_side_only(cfg: Any, side: _SideBySide, case: CaseResult, setting
     policy = MultiAgentPolicy(info.obs_dim, info.n_agents, info.n_actions, tcfg.algo.agent)
     side.warm_up(policy)
     for _ in range(settings.reps):
-        limit, rollout = side.measure(policy)
-        case.limit.append(limit)
-        case.rollout.append(rollout)
+        side.measure(policy, case)
 
 
 @contextlib.contextmanager
@@ -460,7 +471,7 @@ def run_bench(settings: BenchSettings, log: Callable[[str], None] = print) -> di
 
 
 _HEADER = (f"{'env':<15}{'W':>3}{'limit':>10}{'rollout':>10}{'training':>10}"
-           f"{'roll/lim':>10}{'train/lim':>10}")
+           f"{'roll/lim':>10}{'train/lim':>10}{'fused lim':>11}{'roll/fused':>11}")
 
 
 def _fmt(x: float | None, spec: str) -> str:
@@ -471,7 +482,8 @@ def _row(r: dict[str, Any]) -> str:
     w = "-" if r["workers"] is None else str(r["workers"])
     return (f"{r['env']:<15}{w:>3}{_fmt(r['limit']['env_steps_per_s'], '.0f'):>10}"
             f"{_fmt(r['rollout']['env_steps_per_s'], '.0f'):>10}{_fmt(r['training']['env_steps_per_s'], '.0f'):>10}"
-            f"{_fmt(r['rollout_over_limit'], '.2f'):>10}{_fmt(r['training_over_limit'], '.2f'):>10}")
+            f"{_fmt(r['rollout_over_limit'], '.2f'):>10}{_fmt(r['training_over_limit'], '.2f'):>10}"
+            f"{_fmt(r['fused_limit']['env_steps_per_s'], '.0f'):>11}{_fmt(r['rollout_over_fused_limit'], '.2f'):>11}")
 
 
 def format_table(report: dict[str, Any]) -> str:

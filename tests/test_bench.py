@@ -57,3 +57,18 @@ def test_bench_arguments_are_checked():
     assert out.name == "bench.json"
     with pytest.raises(SystemExit):
         bench.parse_args(["--reps", "0"])
+
+
+@pytest.mark.slow
+@pytest.mark.jax
+def test_bench_measures_the_fused_limit_for_jax(tmp_path):
+    pytest.importorskip("jaxmarl", reason="needs the 'jax' extra")
+    out = tmp_path / "bench.json"
+    report = bench.main(["--envs", "jax_spread", "--no-train", *TINY, "--out", str(out)])
+    (r,) = json.loads(out.read_text())["results"]
+    assert r["workers"] is None and r["training"]["env_steps_per_s"] is None
+    for quantity in ("limit", "rollout", "fused_limit"):
+        (rep,) = r[quantity]["reps"]
+        assert rep["env_steps"] == rep["batches"] * 4 * 5 and r[quantity]["env_steps_per_s"] > 0, quantity
+    assert r["rollout_over_fused_limit"] > 0
+    assert "fused lim" in bench.format_table(report)  # (jaxmarl's import swaps sys.stdout: no capsys)

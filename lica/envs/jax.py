@@ -70,12 +70,14 @@ have no SMAX counterpart (they need colossi or medivacs, which SMAX does not mod
   a battle that ends on the limit step is ``terminated``.
 * Arrays come back as writable numpy: float32 ``obs``/``state``/``reward``, bool
   ``avail``/``terminated``/``truncated``/``won``.
-* The jitted reset and step are compiled at construction, so the first timed use is
-  fast.  Each is called twice there: a vmapped step fed its own output can recompile on
-  the second call (weak types / committed arrays); here the carry keeps fixed dtypes and
-  the jit cache holds one entry each after warm-up (checked in the tests).  Building an
-  env costs ~3-12 s (MPE) to ~15-30 s (SMAX 2s3z, 5m_vs_6m, 3s5z_vs_3s6z) of XLA
-  compilation on a 2-core CPU.
+* The jitted reset and step are compiled by the first ``reset``, before it returns, so
+  the first timed step is fast.  Each is called twice there: a vmapped step fed its own
+  output can recompile on the second call (weak types / committed arrays); here the
+  carry keeps fixed dtypes and the jit cache holds one entry each after warm-up (checked
+  in the tests).  That costs ~3-12 s (MPE) to ~15-30 s (SMAX 2s3z, 5m_vs_6m,
+  3s5z_vs_3s6z) of XLA compilation on a 2-core CPU.  Training never pays it: its
+  collector (:mod:`lica.rollout.jax_collector`) traces :meth:`JaxVecEnv.reset_batch`
+  and :meth:`JaxVecEnv.step_batch` into one whole-batch program of its own.
 """
 
 from __future__ import annotations
@@ -245,7 +247,7 @@ def _make_adapter(cfg: EnvConfig) -> _Adapter:
 # --------------------------------------------------------------------------- vec env
 
 
-def _seeds_to_keys(seeds: np.ndarray) -> np.ndarray:
+def seeds_to_keys(seeds: np.ndarray) -> np.ndarray:
     """uint32 PRNG keys ``[seed >> 32, seed & 0xffffffff]`` (= ``jax.random.PRNGKey(seed)``
     for 32-bit seeds)."""
     seeds = np.asarray(seeds)
@@ -273,8 +275,8 @@ class JaxVecEnv(VecEnv):
         self._limit = adapter.episode_limit
         self._n_agents = len(adapter.agents)
         self._carry = None  # (env_state, keys, t) on device; None until reset
-        self._reset_fn = jax.jit(self._reset_batch)
-        self._step_fn = jax.jit(self._step_batch)
+        self._reset_fn = jax.jit(self.reset_batch)
+        self._step_fn = jax.jit(self.step_batch)
 
         # Static shapes without running anything.
         _, (obs, state, avail) = jax.eval_shape(adapter.reset_one, jax.random.PRNGKey(0))
@@ -288,18 +290,21 @@ class JaxVecEnv(VecEnv):
         )
         if self.info.n_actions != adapter.n_actions:  # pragma: no cover - JaxMARL changed
             raise RuntimeError(f"avail width {self.info.n_actions} != {adapter.n_actions} actions")
-        self._warm_up()
+        self._warmed_up = False  # reset/step compile on the first reset (the fused rollout never needs them)
 
-    # -- jitted programs (batched over envs) ------------------------------------------
-    def _reset_batch(self, keys):
+    # -- pure programs (batched over envs; jitted here, and traced into the fused
+    #    whole-episode rollout of lica.rollout.jax_collector) --------------------------
+    def reset_batch(self, keys):
+        """uint32 keys ``(N, 2)`` -> carry ``(env_state, keys, t)``, ``(obs, state, avail)``."""
         split = jax.vmap(jax.random.split)(keys)  # (N, 2, 2)
         env_state, (obs, state, avail) = jax.vmap(self._adapter.reset_one)(split[:, 0])
         t = jnp.zeros((keys.shape[0],), dtype=jnp.int32)
         return (env_state, split[:, 1], t), (obs, state, avail)
 
-    def _step_batch(self, carry, packed):
-        """``packed``: int32 ``(N, n_agents + 1)`` = actions then the active flag (one
-        host->device transfer)."""
+    def step_batch(self, carry, packed):
+        """One step of every env: ``carry``, ``packed`` -> new carry, ``(obs, state, avail,
+        reward, terminated, truncated, won)``.  ``packed``: int32 ``(N, n_agents + 1)`` =
+        actions then the active flag (one host->device transfer)."""
         env_state, keys, t = carry
         actions, active = packed[:, :-1], packed[:, -1].astype(jnp.bool_)
         split = jax.vmap(jax.random.split)(keys)
@@ -321,7 +326,9 @@ class JaxVecEnv(VecEnv):
         if seeds.shape[0] != self.num_envs:
             raise ValueError(
                 f"reset needs one seed per env ({self.num_envs}), got {seeds.shape[0]}")
-        self._carry, out = self._reset_fn(_seeds_to_keys(seeds))
+        if not self._warmed_up:
+            self._warm_up()
+        self._carry, out = self._reset_fn(seeds_to_keys(seeds))
         obs, state, avail = _to_numpy(jax.device_get(out))
         return Observation(obs, state, avail)
 
@@ -349,6 +356,7 @@ class JaxVecEnv(VecEnv):
         """Compile reset and step (run twice each, so a recompilation on the second
         call would also happen here, not in a timed loop), then forget the warm-up
         episode."""
+        self._warmed_up = True
         seeds = np.arange(self.num_envs)
         active = np.ones(self.num_envs, dtype=bool)
         for _ in range(2):

@@ -11,11 +11,14 @@ environments and agents, then one ``env.step``.  (Overlapping the policy of one
 worker's environments with another worker's stepping was measured and dropped: on 2
 cores the workers already use both cores, so the policy cannot hide behind them --
 2-8 % slower at 2 workers -- and elsewhere a per-worker policy call costs nearly as much
-as one for the whole batch.)
+as one for the whole batch.)  For the jax backend, :func:`make_collector` returns the
+fused :class:`~lica.rollout.jax_collector.JaxCollector` instead: the same loop as one
+jitted program.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -190,3 +193,14 @@ class Collector:
             actions_onehot=torch.nn.functional.one_hot(cut["actions"], n_actions).float()
             * cut["filled"][..., None, None],
         )
+
+
+def make_collector(env: VecEnv) -> Collector:
+    """The collector for ``env``: one whole-batch JAX program for the jax backend
+    (:class:`lica.rollout.jax_collector.JaxCollector`), else the step-wise loop."""
+    jax_envs = sys.modules.get("lica.envs.jax")  # only loaded when a jax env exists
+    if jax_envs is not None and isinstance(env, jax_envs.JaxVecEnv):
+        from lica.rollout.jax_collector import JaxCollector
+
+        return JaxCollector(env)
+    return Collector(env)

@@ -26,7 +26,7 @@ from lica.envs import make_vec_env
 from lica.envs.base import EnvInfo, VecEnv
 from lica.models.agents import MultiAgentPolicy
 from lica.rollout.batch import EpisodeBatch
-from lica.rollout.collector import Collector, EpisodeStats
+from lica.rollout.collector import Collector, EpisodeStats, make_collector
 
 _TRAIN, _TEST = 0, 1
 
@@ -52,13 +52,13 @@ class RolloutDataModule(pl.LightningDataModule):
     @property
     def train_collector(self) -> Collector:
         if self._train is None:
-            self._train = Collector(self._vec_env(self.cfg.batch_episodes, self.cfg.num_workers))
+            self._train = make_collector(self._vec_env(self.cfg.batch_episodes, self.cfg.num_workers))
         return self._train
 
     @property
     def test_collector(self) -> Collector:
         if self._test is None:
-            self._test = Collector(self._vec_env(self.cfg.test_episodes, self.cfg.test_num_workers))
+            self._test = make_collector(self._vec_env(self.cfg.test_episodes, self.cfg.test_num_workers))
         return self._test
 
     @property
