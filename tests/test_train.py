@@ -118,6 +118,13 @@ def test_impossible_settings_are_rejected(override, match):
         validate(cfg)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_gpu_accelerator_without_a_gpu_names_the_fix(tmp_path):
+    with pytest.raises(ValueError, match="trainer.accelerator=gpu but torch .* finds no CUDA GPU.*accelerator=cpu"):
+        train(compose_config(TINY + ["trainer.accelerator=gpu"]), run_dir=tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def test_default_config_is_lica_on_spread():
     cfg = compose_config()
     assert (cfg.env.backend, cfg.env.scenario, cfg.env.n_agents) == ("mpe", "spread", 3)
