@@ -171,6 +171,14 @@ def validate(cfg: TrainConfig) -> None:
             (cfg.algo.actor_input == "probs", "algo=coma cannot take ablation=gumbel (algo.actor_input=gumbel): COMA "
              "learns its actor by the counterfactual policy gradient and never feeds actions to a critic"),
         ]
+    if cfg.trainer.accelerator in ("gpu", "cuda"):  # before Lightning's "No supported gpu backend found!"
+        import torch
+
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        checks.append((torch.cuda.is_available(),
+                       f"trainer.accelerator={cfg.trainer.accelerator} but torch {torch.__version__} ({build}) "
+                       "finds no CUDA GPU: run with trainer.accelerator=cpu, or on a GPU machine with a CUDA "
+                       "build of torch"))
     problems = [msg for ok, msg in checks if not ok]
     if problems:
         raise ValueError("Invalid lica config:\n  - " + "\n  - ".join(problems))

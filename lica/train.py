@@ -44,21 +44,10 @@ def resume_checkpoint(cfg: TrainConfig, last: Path) -> str | None:
     return str(last) if cfg.resume and last.exists() else None
 
 
-def check_accelerator(accelerator: str) -> None:
-    """A GPU learner needs a CUDA build of torch that sees a GPU; say so before Lightning
-    fails with "No supported gpu backend found!"."""
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        raise ValueError(
-            f"trainer.accelerator={accelerator} but torch {torch.__version__} ({build}) finds no CUDA "
-            "GPU: run with trainer.accelerator=cpu, or on a GPU machine with a CUDA build of torch.")
-
-
 def train(dcfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     """Train once from a composed config; returns the run summary."""
     cfg: TrainConfig = OmegaConf.to_object(dcfg)
     validate(cfg)
-    check_accelerator(cfg.trainer.accelerator)
     run_dir = Path(run_dir or cfg.output_dir or hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
