@@ -322,15 +322,20 @@ class JaxVecEnv(VecEnv):
 
     # -- VecEnv API ---------------------------------------------------------------------
     def reset(self, seeds: np.ndarray) -> Observation:
+        keys = self.reset_keys(seeds)
+        if not self._warmed_up:
+            self._warm_up()
+        self._carry, out = self._reset_fn(keys)
+        obs, state, avail = _to_numpy(jax.device_get(out))
+        return Observation(obs, state, avail)
+
+    def reset_keys(self, seeds: np.ndarray) -> np.ndarray:
+        """The PRNG keys :meth:`reset_batch` takes for one reset seed per env."""
         seeds = np.asarray(seeds).reshape(-1)
         if seeds.shape[0] != self.num_envs:
             raise ValueError(
                 f"reset needs one seed per env ({self.num_envs}), got {seeds.shape[0]}")
-        if not self._warmed_up:
-            self._warm_up()
-        self._carry, out = self._reset_fn(seeds_to_keys(seeds))
-        obs, state, avail = _to_numpy(jax.device_get(out))
-        return Observation(obs, state, avail)
+        return seeds_to_keys(seeds)
 
     def step(self, actions: np.ndarray, active: np.ndarray) -> VecStep:
         if self._carry is None:

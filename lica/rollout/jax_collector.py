@@ -41,6 +41,7 @@ from lica.envs.jax import JaxVecEnv, seeds_to_keys
 from lica.models.agents import UNAVAILABLE_LOGIT, MultiAgentPolicy
 from lica.rollout.collector import Collector
 
+
 @dataclass(frozen=True)
 class ActorSpec:
     """The static shape of a :class:`MultiAgentPolicy` (hashable: a jit static argument)."""
@@ -142,12 +143,10 @@ class JaxCollector(Collector):
     # -- internals ---------------------------------------------------------------------
     def _execute(self, params: dict[str, np.ndarray], spec: ActorSpec | None, seeds: np.ndarray, greedy: bool,
                  generator: torch.Generator | None) -> tuple[int, np.ndarray]:
-        seeds = np.asarray(seeds).reshape(-1)
-        if seeds.shape[0] != self.env.num_envs:
-            raise ValueError(f"collect needs one seed per env ({self.env.num_envs}), got {seeds.shape[0]}")
+        reset_keys = self.env.reset_keys(seeds)
         # the sampling key: 62 bits from the collector's generator (fixed by the run's seed)
         key_seed = 0 if greedy else int(torch.randint(0, 2**62, (1,), generator=generator))
-        out = self._program(params, seeds_to_keys(seeds), seeds_to_keys(np.array([key_seed]))[0],
+        out = self._program(params, reset_keys, seeds_to_keys(np.array([key_seed]))[0],
                             np.bool_(greedy), spec=spec)
         t_end, won, buf = jax.device_get(out)
         t_end = int(t_end)
