@@ -61,8 +61,11 @@ class AlgoConfig:
     actor_lr: float = 0.0025
     critic_lr: float = 0.0005
     grad_norm_clip: float = 10.0
+    critic_updates: int = 1  # critic gradient steps per batch (same targets), before the actor step
     target_update_interval: int = 200  # critic gradient steps between hard target copies
+    target_tau: float = 0.0  # > 0: soft (Polyak) target update by this fraction after every critic step
     bootstrap_on_timeout: bool = False  # reference: a time-out is stored as terminal
+    critic_fast_path: bool = True  # taken one-hot actions through the exact grouped path (False: dense)
     critic: str = "mix"  # mix: C_Mix hypernetwork | mlp: C_MLP (Fig. A2)
     mixing_embed_dim: int = 64  # H
     hypernet_layers: int = 2  # hyper_w1 depth (1 or 2)
@@ -74,6 +77,12 @@ class AlgoConfig:
     actor_input: str = "probs"  # probs (Eq. 4) | gumbel (straight-through Gumbel-Softmax)
     gumbel_tau: float = 1.0
     agent: AgentConfig = field(default_factory=AgentConfig)
+
+    @property
+    def entropy_weight(self) -> float:
+        """The entropy term's coefficient: ξ (``entropy_coef``) for the adaptive term of
+        Eq. 6, β (``beta``) for the vanilla term of Eq. 5."""
+        return self.entropy_coef if self.entropy == "adaptive" else self.beta
 
 
 @dataclass
@@ -149,6 +158,8 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.algo.actor_lr > 0 and cfg.algo.critic_lr > 0, "algo.actor_lr and algo.critic_lr must be > 0"),
         (cfg.algo.grad_norm_clip > 0, "algo.grad_norm_clip must be > 0"),
         (cfg.algo.target_update_interval >= 1, "algo.target_update_interval must be >= 1"),
+        (cfg.algo.critic_updates >= 1, "algo.critic_updates must be >= 1 (critic steps per batch)"),
+        (0.0 <= cfg.algo.target_tau <= 1.0, "algo.target_tau must lie in [0, 1] (0 = hard copies)"),
         (cfg.algo.gumbel_tau > 0, "algo.gumbel_tau must be > 0"),
         (cfg.algo.name in ("lica", "coma"), f"algo.name must be 'lica' or 'coma' (algo=lica, algo=coma), got {cfg.algo.name!r}"),
         (cfg.algo.critic in ("mix", "mlp"), f"algo.critic must be 'mix' or 'mlp', got {cfg.algo.critic!r}"),

@@ -69,8 +69,11 @@ def forward_view_lambda_return(r, q, terminal_end, gamma, lam):
 
 @pytest.mark.parametrize("lam", [0.0, 0.8, 1.0])
 @pytest.mark.parametrize("bootstrap_on_timeout", [False, True])
-def test_td_lambda_matches_forward_view(lam, bootstrap_on_timeout):
-    lengths, term = [7, 3, 5, 7, 1], [True, True, True, False, True]
+@pytest.mark.parametrize("term", [[True, True, True, False, True],
+                                  # time-outs shorter than the longest episode (a cut at step 3 and at step 1)
+                                  [True, False, True, False, False]])
+def test_td_lambda_matches_forward_view(lam, bootstrap_on_timeout, term):
+    lengths = [7, 3, 5, 7, 1]
     batch = random_padded_batch(lengths, term)
     gamma = 0.9
     q = torch.randn(batch.filled.shape, generator=torch.Generator().manual_seed(1)).masked_fill(~batch.filled, 0)

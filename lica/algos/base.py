@@ -33,6 +33,8 @@ class ActorCriticModule(pl.LightningModule):
         self.algo, self.env_info, self.eval_interval = algo, env_info, eval_interval
         self.actor = MultiAgentPolicy(env_info.obs_dim, env_info.n_agents, env_info.n_actions, algo.agent)
         self.critic_steps = 0
+        self.env_steps_seen = 0  # training env steps of the batches received so far
+        self.target_copied_at = (0, 0)  # (critic steps, env steps) when the target last took the weights
         self.next_eval_at = 0
         self.test_history: list[dict[str, float]] = []
         self._cpu_actor: MultiAgentPolicy | None = None
@@ -61,6 +63,7 @@ class ActorCriticModule(pl.LightningModule):
             self.log_metrics(self.evaluate(env_steps=dm.env_steps), step=0)
         batch, _, _ = next(dataloader_iter)  # collected now, with the current policy
         batch = batch.to(self.device)
+        self.env_steps_seen = batch.env_steps
         metrics = {**self.update(batch), **dm.last_train_stats.summary("train", self.env_info.reports_wins)}
         if batch.env_steps >= self.next_eval_at or batch.env_steps >= dm.max_env_steps:
             metrics.update(self.evaluate(env_steps=batch.env_steps))
@@ -105,15 +108,30 @@ class ActorCriticModule(pl.LightningModule):
             "algo.grad_norm_clip, or check the environment's rewards for inf/NaN.")
 
     def after_critic_step(self) -> None:
-        """Hard copy of the critic into the target every ``target_update_interval`` steps."""
+        """Target update: a soft (Polyak) step ``θ̄ ← (1−τ)θ̄ + τθ`` when
+        ``algo.target_tau > 0``, else a hard copy every ``target_update_interval`` steps."""
         self.critic_steps += 1
-        if self.critic_steps % self.algo.target_update_interval == 0:
+        tau = self.algo.target_tau
+        if tau > 0:
+            with torch.no_grad():
+                torch._foreach_lerp_(list(self.target_critic.parameters()), list(self.critic.parameters()), tau)
+            self.target_copied_at = (self.critic_steps, self.env_steps_seen)
+        elif self.critic_steps % self.algo.target_update_interval == 0:
             self.target_critic.load_state_dict(self.critic.state_dict())
+            self.target_copied_at = (self.critic_steps, self.env_steps_seen)
+
+    def target_age(self) -> dict[str, float]:
+        """Critic steps and env steps since the target critic last took the critic's weights."""
+        steps, env_steps = self.target_copied_at
+        return {"target_age_critic_steps": float(self.critic_steps - steps),
+                "target_age_env_steps": float(self.env_steps_seen - env_steps)}
 
     # -- checkpoints -------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["lica"] = {
             "critic_steps": self.critic_steps,
+            "target_copied_at": list(self.target_copied_at),
+            "env_steps_seen": self.env_steps_seen,
             "next_eval_at": self.next_eval_at,
             "test_history": self.test_history,
             "rng": rng_state(),
@@ -124,6 +142,7 @@ class ActorCriticModule(pl.LightningModule):
         state = checkpoint["lica"]
         self.critic_steps, self.next_eval_at = state["critic_steps"], state["next_eval_at"]
         self.test_history = state["test_history"]
+        self.target_copied_at, self.env_steps_seen = tuple(state["target_copied_at"]), state["env_steps_seen"]
         set_rng_state(state["rng"])
 
 

@@ -1,15 +1,19 @@
 """LICA: Learning Implicit Credit Assignment (Zhou et al., NeurIPS 2020), Algorithm 1.
 
-Per on-policy batch: one critic step (TD(λ) on the taken one-hot joint actions against
-the target critic, Eq. 2) → hard target copy every ``target_update_interval`` critic
-steps → one actor step through the freshly updated critic on the agents' action
-probabilities (Eq. 3–4) with the adaptive entropy term (Eq. 6).
+Per on-policy batch: ``algo.critic_updates`` critic steps (TD(λ) on the taken one-hot
+joint actions against targets of the target critic, Eq. 2; one step in the reference),
+each followed by the target update (a hard copy every ``target_update_interval`` critic
+steps, or a soft update with ``target_tau``) → one actor step through the freshly
+updated critic on the agents' action probabilities (Eq. 3–4) with the entropy term
+(adaptive, Eq. 6, or vanilla, Eq. 5).
 """
 
 from __future__ import annotations
 
+import torch
+
 from lica.algos.base import ActorCriticModule
-from lica.algos.losses import (actor_critic_input, critic_loss, entropy_loss, masked_mean,
+from lica.algos.losses import (actor_critic_input, critic_diagnostics, critic_loss, entropy_loss, masked_mean,
                                policy_entropy, td_lambda_targets)
 from lica.config import AlgoConfig
 from lica.envs.base import EnvInfo
@@ -26,37 +30,52 @@ class LICA(ActorCriticModule):
 
     def update(self, batch: EpisodeBatch) -> dict[str, float]:
         critic_opt, actor_opt = self.optimizers()
+        algo = self.algo
         mask = batch.step_mask()
-        joint_onehot = batch.actions_onehot.flatten(-2)  # (B, T+1, n·|A|), agent-major
-        state = batch.state
+        dense = not algo.critic_fast_path
+        state, actions, filled = batch.state, batch.actions, batch.filled
+        terminal = batch.terminal(algo.bootstrap_on_timeout)
 
         # Critic (Eq. 2): SARSA-style Q(s, u) on the taken actions vs TD(λ) targets.
-        target_q = self.target_critic(joint_onehot, state).masked_fill(~batch.filled, 0.0)
-        targets = td_lambda_targets(target_q, batch.reward, batch.terminal(self.algo.bootstrap_on_timeout),
-                                    mask, self.algo.gamma, self.algo.td_lambda)
-        q_taken = self.critic(joint_onehot[:, :-1], state[:, :-1])
-        loss_c, td_error = critic_loss(q_taken, targets, mask)
-        critic_norm = self.optimise(critic_opt, loss_c, self.critic.parameters(), "critic")
-        self.after_critic_step()
+        with torch.no_grad():
+            target_q = self.target_critic.q_taken(actions, state, filled, dense).masked_fill(~filled, 0.0)
+        targets = td_lambda_targets(target_q, batch.reward, terminal, mask, algo.gamma, algo.td_lambda)
+        for step in range(algo.critic_updates):
+            q_taken = self.critic.q_taken(actions[:, :-1], state[:, :-1], filled[:, :-1], dense)
+            loss_c, td_error = critic_loss(q_taken, targets, mask)
+            if step == 0:  # the critic's predictions on this batch before fitting it
+                metrics = {"critic_loss": loss_c.item(), "td_error_abs": masked_mean(td_error.abs(), mask).item(),
+                           "target_mean": masked_mean(targets, mask).item(),
+                           **critic_diagnostics(q_taken.detach(), batch.reward, mask, algo.gamma)}
+            metrics["critic_grad_norm"] = self.optimise(critic_opt, loss_c, self.critic.parameters(), "critic")
+            self.after_critic_step()
+        metrics["critic_loss_final"] = loss_c.item()
 
         # Actor (Eq. 3-4, 6): maximise Q(s, π) of the updated critic + entropy term.
-        self.toggle_optimizer(actor_opt)  # critic params frozen: no gradient leaks into them
+        self.toggle_optimizer(actor_opt)  # critic params frozen: no gradient reaches them
         logits = self.actor.unroll(batch.obs[:, :-1], batch.actions_onehot[:, :-1])
         avail = batch.avail[:, :-1]
-        q_pi = self.critic(actor_critic_input(logits, avail, self.algo.actor_input, self.algo.gumbel_tau).flatten(-2),
+        q_pi = self.critic(actor_critic_input(logits, avail, algo.actor_input, algo.gumbel_tau).flatten(-2),
                            state[:, :-1])
         entropy = masked_mean(policy_entropy(logits, avail), mask)
-        coef = self.algo.entropy_coef if self.algo.entropy == "adaptive" else self.algo.beta
-        ent_term, floor_hit = entropy_loss(entropy, self.algo.entropy, coef, self.algo.entropy_eps)
+        ent_term, floor_hit = entropy_loss(entropy, algo.entropy, algo.entropy_weight, algo.entropy_eps)
         q_mean = masked_mean(q_pi, mask)
+        q_grad, ent_grad = _split_grads(q_mean, ent_term, logits)
         loss_a = -q_mean + ent_term
         actor_norm = self.optimise(actor_opt, loss_a, self.actor.parameters(), "actor")
         self.untoggle_optimizer(actor_opt)
 
         return {
-            "critic_loss": loss_c.item(), "td_error_abs": masked_mean(td_error.abs(), mask).item(),
-            "q_taken_mean": masked_mean(q_taken, mask).item(), "target_mean": masked_mean(targets, mask).item(),
-            "critic_grad_norm": critic_norm, "actor_loss": loss_a.item(), "q_pi_mean": q_mean.item(),
+            **metrics, **self.target_age(), "actor_loss": loss_a.item(), "q_pi_mean": q_mean.item(),
             "policy_entropy": entropy.item(), "actor_grad_norm": actor_norm,
+            "actor_q_grad_norm": q_grad, "actor_entropy_grad_norm": ent_grad,
             "entropy_floor_hit": float(floor_hit),
         }
+
+
+def _split_grads(q_mean: torch.Tensor, ent_term: torch.Tensor, logits: torch.Tensor) -> tuple[float, float]:
+    """Norms of the two parts of the actor's gradient with respect to the logits:
+    ∂Q(s, π)/∂logits and ∂(entropy term)/∂logits (how hard each pulls)."""
+    (g_q,) = torch.autograd.grad(q_mean, logits, retain_graph=True)
+    (g_e,) = torch.autograd.grad(ent_term, logits, retain_graph=True, allow_unused=True)
+    return float(g_q.norm()), float(g_e.norm()) if g_e is not None else 0.0

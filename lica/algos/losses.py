@@ -23,25 +23,55 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
 
 def td_lambda_targets(target_q: Tensor, reward: Tensor, terminal: Tensor, mask: Tensor,
                       gamma: float, td_lambda: float) -> Tensor:
-    """TD(λ) targets of Eq. 2 / Algorithm 1, computed backwards (PyMARL's recursion).
+    """TD(λ) targets of Eq. 2 / Algorithm 1: the λ-return, computed backwards.
 
     ``target_q (B, T+1)`` = Q̄(s_t, u_t) of the target critic on the taken actions,
-    ``reward, terminal, mask (B, T)``:
+    ``reward, terminal, mask (B, T)``; on valid cells
 
-        G_T = Q̄_T · (1 − episode_terminated)
-        G_t = λγ·G_{t+1} + mask_t·(r_t + (1 − λ)γ·Q̄_{t+1}·(1 − terminal_t))
+        G_t = r_t + γ·(1 − terminal_t)·[(1 − λ)·Q̄_{t+1} + λ·G_{t+1}],
 
-    Returns ``(B, T)``.  λ = 0 is one-step TD; λ = 1 the Monte-Carlo return
-    (bootstrapped from Q̄_T when the episode did not terminate).
+    where ``G_{t+1} = Q̄_{t+1}`` after an episode's last valid transition (a cut that
+    bootstraps, ``algo.bootstrap_on_timeout``).  Padded cells are 0.  Returns ``(B, T)``.
+    λ = 0 is one-step TD; λ = 1 the Monte-Carlo return (bootstrapped from the last
+    state's Q̄ when the episode did not terminate).  When every episode ends in a
+    terminal transition (the reference's time-outs) this is PyMARL's recursion.
     """
+    mask = mask.bool()
     terminal = terminal.to(target_q.dtype)
-    mask = mask.to(target_q.dtype)
-    ret = torch.empty_like(target_q)
-    ret[:, -1] = target_q[:, -1] * (1 - terminal.sum(1).clamp(max=1))
+    zero = torch.zeros((), dtype=target_q.dtype, device=target_q.device)
+    # continues[:, t]: transition t is followed by another valid transition of its episode
+    continues = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
+    ret = torch.zeros_like(target_q)
     for t in range(reward.shape[1] - 1, -1, -1):
-        ret[:, t] = td_lambda * gamma * ret[:, t + 1] + mask[:, t] * (
-            reward[:, t] + (1 - td_lambda) * gamma * target_q[:, t + 1] * (1 - terminal[:, t]))
+        following = torch.where(continues[:, t], ret[:, t + 1], target_q[:, t + 1])
+        value = reward[:, t] + gamma * (1 - terminal[:, t]) * (
+            (1 - td_lambda) * target_q[:, t + 1] + td_lambda * following)
+        ret[:, t] = torch.where(mask[:, t], value, zero)
     return ret[:, :-1]
+
+
+def critic_diagnostics(q_taken: Tensor, reward: Tensor, mask: Tensor,
+                       gamma: float) -> dict[str, float]:
+    """How well Q(s_t, u_t) tracks the realised discounted return-to-go of the same
+    cells, ``R_t = Σ_k γ^k r_{t+k}`` up to the episode's end (no bootstrap): the means,
+    the bias ``mean(Q − R)`` and the correlation over valid cells."""
+    realised = discounted_returns(reward, mask, gamma)
+    q, r = q_taken[mask.bool()], realised[mask.bool()]
+    qc, rc = q - q.mean(), r - r.mean()
+    corr = (qc * rc).sum() / (qc.norm() * rc.norm()).clamp_min(1e-12)
+    return {"q_taken_mean": q.mean().item(), "return_to_go_mean": r.mean().item(),
+            "critic_bias": (q - r).mean().item(), "critic_return_corr": corr.item()}
+
+
+def discounted_returns(reward: Tensor, mask: Tensor, gamma: float) -> Tensor:
+    """``R_t = r_t + γ·R_{t+1}`` within each episode's valid cells, 0 elsewhere ``(B, T)``."""
+    mask = mask.bool()
+    ret = torch.zeros_like(reward)
+    following = torch.zeros_like(reward[:, 0])
+    for t in range(reward.shape[1] - 1, -1, -1):
+        following = torch.where(mask[:, t], reward[:, t] + gamma * following, torch.zeros_like(following))
+        ret[:, t] = following
+    return ret
 
 
 def critic_loss(q_taken: Tensor, targets: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
