@@ -22,6 +22,11 @@ slow drifts of a shared machine's load hit all three alike.
   training fit, between training chunks (on their own envs, with their own RNGs; the
   training run does not see them).
 
+* **update** -- milliseconds of one learner update (``module.update``, the default
+  config's critic steps and actor step) on the same rollout batch, once with the exact
+  fast critic path and once with the dense reference path (``algo.critic_fast_path``),
+  side by side in every repetition; the module's state is restored after each.
+
 Rates are training env steps (sum of episode lengths) per second of wall time; the
 table shows the median over repetitions and the ratios rollout/limit and
 training/limit (medians of the per-repetition ratios).  A JSON file holds every
@@ -51,6 +56,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+
+from lica.runtime import keep_freed_memory
 
 DEFAULT_ENVS = ("spread", "spread5", "predator_prey", "jax_spread", "smax_5m_vs_6m")
 DEFAULT_WORKERS = (0, 1, 2, 4)
@@ -97,6 +104,7 @@ class CaseResult:
     rollout: list[Measurement] = field(default_factory=list)
     training: list[Measurement] = field(default_factory=list)
     fused_limit: list[Measurement] = field(default_factory=list)  # jax backend only
+    update_ms: dict[str, list[float]] = field(default_factory=lambda: {"fast": [], "dense": []})
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"env": self.env, "backend": self.backend, "workers": self.workers,
@@ -112,6 +120,10 @@ class CaseResult:
         out["training_over_limit"] = _median([r.rate / lim.rate for r, lim in zip(self.training, self.limit)])
         out["rollout_over_fused_limit"] = _median([r.rate / lim.rate for r, lim in zip(self.rollout,
                                                                                        self.fused_limit)])
+        out["update_ms"] = {k: {"median": _median(v), "reps": [round(x, 2) for x in v]}
+                            for k, v in self.update_ms.items()}
+        out["update_dense_over_fast"] = _median([d / f for f, d in zip(self.update_ms["fast"],
+                                                                       self.update_ms["dense"])])
         return out
 
 
@@ -241,6 +253,7 @@ class _SideBySide:
         self.rng = np.random.default_rng(settings.seed)
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.batch_index = 0
+        self.last_batch: Any = None
 
     def _next_seeds(self) -> np.ndarray:
         self.batch_index += 1
@@ -250,7 +263,8 @@ class _SideBySide:
         return random_episode_batch(self.vec, self._next_seeds(), self.rng)
 
     def rollout_batch(self, policy: Any) -> int:
-        _, stats = self.collector.collect(policy, self._next_seeds(), greedy=False, generator=self.generator)
+        self.last_batch, stats = self.collector.collect(policy, self._next_seeds(), greedy=False,
+                                                        generator=self.generator)
         return int(stats.lengths.sum())
 
     def fused_limit_batch(self) -> int:
@@ -263,16 +277,51 @@ class _SideBySide:
             if self.fused:
                 self.fused_limit_batch()
 
-    def measure(self, policy: Any, case: CaseResult) -> None:
-        """One repetition of limit, rollout (and fused limit), appended to ``case``."""
+    def measure(self, policy: Any, case: CaseResult, module: Any = None) -> None:
+        """One repetition of limit, rollout (and fused limit), appended to ``case``; with
+        the training ``module``, also one update with each critic path on the last
+        rollout batch (:func:`time_updates`)."""
         s = self.settings
         case.limit.append(_timed(self.limit_batch, s.min_seconds, s.min_batches))
         case.rollout.append(_timed(lambda: self.rollout_batch(policy), s.min_seconds, s.min_batches))
         if self.fused:
             case.fused_limit.append(_timed(self.fused_limit_batch, s.min_seconds, s.min_batches))
+        if module is not None:
+            for path, ms in time_updates(module, self.last_batch).items():
+                case.update_ms[path].append(ms)
 
     def close(self) -> None:
         self.vec.close()
+
+
+def time_updates(module: Any, batch: Any) -> dict[str, float]:
+    """Milliseconds of one ``module.update(batch)`` with the fast and with the dense
+    critic path (``algo.critic_fast_path``), side by side on the same batch.  Networks,
+    optimiser states, counters and the torch RNG are restored after each, so the
+    training run does not see these updates."""
+    import copy
+
+    import torch
+
+    optimizers = module.trainer.optimizers
+    saved = (copy.deepcopy(module.state_dict()), [copy.deepcopy(o.state_dict()) for o in optimizers],
+             module.critic_steps, module.target_copied_at, torch.get_rng_state(), module.algo.critic_fast_path)
+    batch = batch.to(module.device)
+    out = {}
+    try:
+        for path in ("fast", "dense"):
+            module.algo.critic_fast_path = path == "fast"
+            start = time.perf_counter()
+            module.update(batch)
+            out[path] = (time.perf_counter() - start) * 1e3
+            state, opt_states, module.critic_steps, module.target_copied_at, rng, _ = saved
+            module.load_state_dict(state)
+            for opt, opt_state in zip(optimizers, opt_states):
+                opt.load_state_dict(copy.deepcopy(opt_state))
+            torch.set_rng_state(rng)
+    finally:
+        module.algo.critic_fast_path = saved[-1]
+    return out
 
 
 def _training_callback(settings: BenchSettings, side: _SideBySide, case: CaseResult,
@@ -304,7 +353,7 @@ def _training_callback(settings: BenchSettings, side: _SideBySide, case: CaseRes
                 trainer.should_stop = True  # this last iteration runs untimed
                 return
             if self.iteration >= settings.warmup_batches:
-                side.measure(module.rollout_policy(), case)
+                side.measure(module.rollout_policy(), case, module)
                 self.chunk = {"start": time.perf_counter(), "eval": sum(eval_seconds),
                               "steps": dm.env_steps, "iters": 0}
 
@@ -334,6 +383,7 @@ def run_training(cfg: Any, side: _SideBySide, case: CaseResult, settings: BenchS
     with tempfile.TemporaryDirectory(prefix="lica-bench-") as run_dir:
         pl.seed_everything(tcfg.seed, workers=True, verbose=False)
         torch.set_num_threads(tcfg.trainer.torch_threads)
+        keep_freed_memory()
         dm = RolloutDataModule(tcfg.env, tcfg.rollout, tcfg.seed, tcfg.trainer.max_env_steps)
         evaluate = dm.evaluate
 
@@ -351,6 +401,7 @@ def run_training(cfg: Any, side: _SideBySide, case: CaseResult, settings: BenchS
             with _quiet_lightning():
                 trainer = pl.Trainer(
                     accelerator=tcfg.trainer.accelerator, devices=tcfg.trainer.devices, max_epochs=1,
+                    precision=tcfg.trainer.precision,
                     logger=build_loggers(tcfg, Path(run_dir)) or False,
                     callbacks=[_training_callback(settings, side, case, eval_seconds)],
                     log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
@@ -471,7 +522,8 @@ def run_bench(settings: BenchSettings, log: Callable[[str], None] = print) -> di
 
 
 _HEADER = (f"{'env':<15}{'W':>3}{'limit':>10}{'rollout':>10}{'training':>10}"
-           f"{'roll/lim':>10}{'train/lim':>10}{'fused lim':>11}{'roll/fused':>11}")
+           f"{'roll/lim':>10}{'train/lim':>10}{'fused lim':>11}{'roll/fused':>11}"
+           f"{'upd fast ms':>13}{'upd dense ms':>14}{'dense/fast':>12}")
 
 
 def _fmt(x: float | None, spec: str) -> str:
@@ -483,7 +535,9 @@ def _row(r: dict[str, Any]) -> str:
     return (f"{r['env']:<15}{w:>3}{_fmt(r['limit']['env_steps_per_s'], '.0f'):>10}"
             f"{_fmt(r['rollout']['env_steps_per_s'], '.0f'):>10}{_fmt(r['training']['env_steps_per_s'], '.0f'):>10}"
             f"{_fmt(r['rollout_over_limit'], '.2f'):>10}{_fmt(r['training_over_limit'], '.2f'):>10}"
-            f"{_fmt(r['fused_limit']['env_steps_per_s'], '.0f'):>11}{_fmt(r['rollout_over_fused_limit'], '.2f'):>11}")
+            f"{_fmt(r['fused_limit']['env_steps_per_s'], '.0f'):>11}{_fmt(r['rollout_over_fused_limit'], '.2f'):>11}"
+            f"{_fmt(r['update_ms']['fast']['median'], '.1f'):>13}{_fmt(r['update_ms']['dense']['median'], '.1f'):>14}"
+            f"{_fmt(r['update_dense_over_fast'], '.2f'):>12}")
 
 
 def format_table(report: dict[str, Any]) -> str:

@@ -65,6 +65,8 @@ class AlgoConfig:
     target_update_interval: int = 200  # critic gradient steps between hard target copies
     target_tau: float = 0.0  # > 0: soft (Polyak) target update by this fraction after every critic step
     bootstrap_on_timeout: bool = False  # reference: a time-out is stored as terminal
+    critic_replay: int = 0  # earlier batches the critic also trains on (0: only the new one, on-policy)
+    critic_target: str = "taken"  # bootstrap on Q̄(s, u) of the taken actions (reference) | expected: Q̄(s, π)
     critic_fast_path: bool = True  # taken one-hot actions through the exact grouped path (False: dense)
     critic: str = "mix"  # mix: C_Mix hypernetwork | mlp: C_MLP (Fig. A2)
     mixing_embed_dim: int = 64  # H
@@ -95,6 +97,7 @@ class TrainerConfig:
     checkpoint_every_iters: int = 50  # training iterations between checkpoints
     enable_progress_bar: bool = True
     torch_threads: int = 1  # intra-op threads of the learner
+    precision: str = "32-true"  # Lightning precision of the learner: 32-true | bf16-mixed (GPUs with bf16)
 
 
 @dataclass
@@ -158,6 +161,11 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.algo.actor_lr > 0 and cfg.algo.critic_lr > 0, "algo.actor_lr and algo.critic_lr must be > 0"),
         (cfg.algo.grad_norm_clip > 0, "algo.grad_norm_clip must be > 0"),
         (cfg.algo.target_update_interval >= 1, "algo.target_update_interval must be >= 1"),
+        (cfg.trainer.precision in ("32-true", "bf16-mixed"),
+         f"trainer.precision must be '32-true' or 'bf16-mixed', got {cfg.trainer.precision!r}"),
+        (cfg.algo.critic_target in ("taken", "expected"),
+         f"algo.critic_target must be 'taken' or 'expected', got {cfg.algo.critic_target!r}"),
+        (cfg.algo.critic_replay >= 0, "algo.critic_replay must be >= 0 (earlier batches for the critic)"),
         (cfg.algo.critic_updates >= 1, "algo.critic_updates must be >= 1 (critic steps per batch)"),
         (0.0 <= cfg.algo.target_tau <= 1.0, "algo.target_tau must lie in [0, 1] (0 = hard copies)"),
         (cfg.algo.gumbel_tau > 0, "algo.gumbel_tau must be > 0"),

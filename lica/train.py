@@ -27,6 +27,7 @@ from lica.config import TrainConfig, register_configs, validate
 from lica.envs import backend_module
 from lica.loggers import build_loggers, run_tags
 from lica.rollout.datamodule import RolloutDataModule
+from lica.runtime import keep_freed_memory
 
 register_configs()
 # Lightning's notes on choices made on purpose here: the dataloader_iter step (exactly
@@ -53,6 +54,7 @@ def train(dcfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]
     started = time.time()
     pl.seed_everything(cfg.seed, workers=True)
     torch.set_num_threads(cfg.trainer.torch_threads)
+    keep_freed_memory()
 
     dm = RolloutDataModule(cfg.env, cfg.rollout, cfg.seed, cfg.trainer.max_env_steps)
     module = build_module(cfg.algo, dm.env_info, cfg.rollout.eval_interval)
@@ -66,13 +68,16 @@ def train(dcfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]
         hparams["env_install"] = install_info()
     for lg in loggers:
         lg.log_hyperparams(hparams)
-    # Lightning counts optimiser steps: each iteration steps the critic and the actor once
+    # Lightning counts optimiser steps: each iteration steps the critic algo.critic_updates
+    # times and the actor once
+    steps_per_iteration = cfg.algo.critic_updates + 1
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
-                                 every_n_train_steps=2 * cfg.trainer.checkpoint_every_iters)
+                                 every_n_train_steps=steps_per_iteration * cfg.trainer.checkpoint_every_iters)
     preemption = PreemptionCheckpoint(last)
     plugins = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
     trainer = pl.Trainer(
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, max_epochs=1,
+        precision=cfg.trainer.precision,
         logger=loggers or False, callbacks=[checkpoint, preemption], log_every_n_steps=1,
         enable_progress_bar=cfg.trainer.enable_progress_bar, enable_model_summary=False,
         num_sanity_val_steps=0, default_root_dir=str(run_dir), plugins=plugins,

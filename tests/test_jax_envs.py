@@ -279,3 +279,17 @@ def test_short_lica_run_on_jax_backends(tmp_path, env_name, wins):
     assert summary["env_steps"] >= 600 and len(tested) >= 2
     assert any(r.get("critic_loss") for r in rows)
     assert ("test_battle_won_mean" in summary["final_test"]) == wins
+
+
+def test_smax_state_lies_in_unit_range(smax):
+    """The critic's state is scaled like SMAX's observations: positions, cooldowns and
+    type ids within [0, 1] (SMAX's raw world state has positions in map units, 0..32)."""
+    rng = np.random.default_rng(3)
+    out = smax.reset(SEEDS)
+    states = [out.state]
+    for _ in range(20):
+        out = smax.step(random_valid_actions(out.avail, rng), np.ones(N, dtype=bool))
+        states.append(out.state)
+    states = np.stack(states)
+    assert states.min() >= 0.0 and states.max() <= 1.0
+    assert states.max() > 0.5  # positions of units on the far side of the map are not squashed to 0

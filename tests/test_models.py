@@ -78,3 +78,59 @@ def test_unshared_mlp_agents_have_independent_parameters():
     assert (pol.fc1.weight.grad[1:] == 0).all(), "agent 0 must not use agents 1-2's parameters"
     with pytest.raises(ValueError, match="shared=false needs"):
         MultiAgentPolicy(4, 3, 5, AgentConfig(type="rnn", shared=False))
+
+
+# -- the exact fast path for taken one-hot actions (algo.critic_fast_path) -----------------
+
+def _taken_batch(b=5, t=7, n=3, a=4, s=6, dtype=torch.float32, seed=0):
+    """Random states, padded episodes (``valid``) and actions drawn among random
+    available actions (some actions unavailable in every row)."""
+    g = torch.Generator().manual_seed(seed)
+    state = torch.randn(b, t, s, generator=g, dtype=dtype)
+    valid = torch.arange(t)[None, :] < torch.randint(1, t + 1, (b, 1), generator=g)
+    avail = torch.rand(b, t, n, a, generator=g) < 0.6
+    avail[..., 0] = True
+    logits = torch.randn(b, t, n, a, generator=g).masked_fill(~avail, -1e10)
+    actions = torch.distributions.Categorical(logits=logits).sample()
+    return state, actions, valid
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_fast_path_equals_dense_in_value_and_every_gradient(dtype, tol, layers):
+    from lica.algos.losses import critic_loss
+
+    torch.manual_seed(2)
+    critic = MixingCritic(state_dim=6, n_agents=3, n_actions=4, embed_dim=8, hypernet_layers=layers).to(dtype)
+    state, actions, valid = _taken_batch(dtype=dtype)
+    targets = torch.randn(valid.shape, dtype=dtype)
+    results = []
+    for dense in (False, True):
+        s = state.clone().requires_grad_(True)
+        q = critic.q_taken(actions, s, valid, dense=dense)
+        loss, _ = critic_loss(q, targets, valid)
+        grads = torch.autograd.grad(loss, [s, *critic.parameters()])
+        results.append((q, loss, grads))
+    (q_f, loss_f, g_f), (q_d, loss_d, g_d) = results
+    assert (q_f - q_d).abs().max().item() <= tol
+    assert abs(loss_f.item() - loss_d.item()) <= tol
+    for a, b in zip(g_f, g_d):
+        assert (a - b).abs().max().item() <= tol
+    assert g_f[1].abs().sum() > 0  # the check is not vacuous: gradients flow
+
+
+def test_fast_path_gives_padded_cells_the_zero_action():
+    torch.manual_seed(3)
+    critic = MixingCritic(state_dim=6, n_agents=3, n_actions=4)
+    state, actions, valid = _taken_batch()
+    q = critic.q_taken(actions, state, valid)
+    zero_action = critic(torch.zeros(*valid.shape, 12), state)
+    torch.testing.assert_close(q[~valid], zero_action[~valid])
+
+
+def test_mlp_critic_taken_actions_match_its_one_hot_forward():
+    torch.manual_seed(4)
+    critic = MLPCritic(6, 3, 4)
+    state, actions, valid = _taken_batch()
+    onehot = torch.nn.functional.one_hot(actions, 4).float() * valid[..., None, None]
+    torch.testing.assert_close(critic.q_taken(actions, state, valid), critic(onehot.flatten(-2), state))

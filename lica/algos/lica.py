@@ -17,6 +17,7 @@ from lica.algos.losses import (actor_critic_input, critic_diagnostics, critic_lo
                                policy_entropy, td_lambda_targets)
 from lica.config import AlgoConfig
 from lica.envs.base import EnvInfo
+from lica.models.agents import action_distribution
 from lica.models.critics import build_critic
 from lica.rollout.batch import EpisodeBatch
 
@@ -27,9 +28,20 @@ class LICA(ActorCriticModule):
         self.critic = build_critic(algo.critic, env_info.state_dim, env_info.n_agents, env_info.n_actions,
                                    algo.mixing_embed_dim, algo.hypernet_layers, algo.hypernet_embed)
         self.make_target()
+        self.replay: list[EpisodeBatch] = []  # the critic's earlier batches, newest first
 
     def update(self, batch: EpisodeBatch) -> dict[str, float]:
-        critic_opt, actor_opt = self.optimizers()
+        algo = self.algo
+        metrics = self.update_critic(EpisodeBatch.cat([batch, *self.replay]) if self.replay else batch,
+                                     batch.batch_size)
+        if algo.critic_replay:
+            self.replay = [batch, *self.replay][: algo.critic_replay]
+        return {**metrics, **self.update_actor(batch)}
+
+    def update_critic(self, batch: EpisodeBatch, fresh: int) -> dict[str, float]:
+        """``algo.critic_updates`` critic steps on ``batch``, whose first ``fresh`` episodes
+        are the new ones (the diagnostics describe those, before any fitting)."""
+        critic_opt, _ = self.optimizers()
         algo = self.algo
         mask = batch.step_mask()
         dense = not algo.critic_fast_path
@@ -38,20 +50,33 @@ class LICA(ActorCriticModule):
 
         # Critic (Eq. 2): SARSA-style Q(s, u) on the taken actions vs TD(λ) targets.
         with torch.no_grad():
-            target_q = self.target_critic.q_taken(actions, state, filled, dense).masked_fill(~filled, 0.0)
+            if algo.critic_target == "expected":  # Q̄(s, π) of the current policy
+                probs = action_distribution(self.actor.unroll(batch.obs, batch.actions_onehot), batch.avail).probs
+                target_q = self.target_critic(probs.flatten(-2), state)
+            else:  # Q̄(s, u) of the taken actions (the reference)
+                target_q = self.target_critic.q_taken(actions, state, filled, dense)
+            target_q = target_q.masked_fill(~filled, 0.0)
         targets = td_lambda_targets(target_q, batch.reward, terminal, mask, algo.gamma, algo.td_lambda)
         for step in range(algo.critic_updates):
             q_taken = self.critic.q_taken(actions[:, :-1], state[:, :-1], filled[:, :-1], dense)
             loss_c, td_error = critic_loss(q_taken, targets, mask)
-            if step == 0:  # the critic's predictions on this batch before fitting it
-                metrics = {"critic_loss": loss_c.item(), "td_error_abs": masked_mean(td_error.abs(), mask).item(),
-                           "target_mean": masked_mean(targets, mask).item(),
-                           **critic_diagnostics(q_taken.detach(), batch.reward, mask, algo.gamma)}
+            if step == 0:  # the critic's predictions on the new episodes before fitting them
+                new = slice(0, fresh)
+                metrics = {"critic_loss": critic_loss(q_taken[new], targets[new], mask[new])[0].item(),
+                           "td_error_abs": masked_mean(td_error[new].abs(), mask[new]).item(),
+                           "target_mean": masked_mean(targets[new], mask[new]).item(),
+                           **critic_diagnostics(q_taken[new].detach(), batch.reward[new], mask[new], algo.gamma)}
             metrics["critic_grad_norm"] = self.optimise(critic_opt, loss_c, self.critic.parameters(), "critic")
             self.after_critic_step()
         metrics["critic_loss_final"] = loss_c.item()
+        return metrics
 
-        # Actor (Eq. 3-4, 6): maximise Q(s, π) of the updated critic + entropy term.
+    def update_actor(self, batch: EpisodeBatch) -> dict[str, float]:
+        """One actor step (Eq. 3-4, 6): maximise Q(s, π) of the updated critic + the
+        entropy term, on the new episodes only."""
+        _, actor_opt = self.optimizers()
+        algo = self.algo
+        mask, state = batch.step_mask(), batch.state
         self.toggle_optimizer(actor_opt)  # critic params frozen: no gradient reaches them
         logits = self.actor.unroll(batch.obs[:, :-1], batch.actions_onehot[:, :-1])
         avail = batch.avail[:, :-1]
@@ -66,11 +91,20 @@ class LICA(ActorCriticModule):
         self.untoggle_optimizer(actor_opt)
 
         return {
-            **metrics, **self.target_age(), "actor_loss": loss_a.item(), "q_pi_mean": q_mean.item(),
+            **self.target_age(), "actor_loss": loss_a.item(), "q_pi_mean": q_mean.item(),
             "policy_entropy": entropy.item(), "actor_grad_norm": actor_norm,
             "actor_q_grad_norm": q_grad, "actor_entropy_grad_norm": ent_grad,
             "entropy_floor_hit": float(floor_hit),
         }
+
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["lica"]["replay"] = [b.state_dict() for b in self.replay]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.replay = [EpisodeBatch(**b) for b in checkpoint["lica"]["replay"]]
 
 
 def _split_grads(q_mean: torch.Tensor, ent_term: torch.Tensor, logits: torch.Tensor) -> tuple[float, float]:

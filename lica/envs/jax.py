@@ -33,8 +33,13 @@ episodes never terminate: they are ``truncated`` after ``episode_limit`` steps (
 unknown name raises ``ValueError`` listing the known ones).  The learned team is SMAX's
 "allies" (``env.agents`` order ``ally_0..``); the enemies follow JaxMARL's heuristic
 policy.  Observations are SMAX's ``unit_list`` vectors; ``state`` is SMAX's world state
-(``obs["world_state"]``: health fraction, position in map units (0..32, not normalised),
-weapon cooldown and unit-type one-hot of every unit, then all units' team and type ids);
+(``obs["world_state"]``: health fraction, position, weapon cooldown and unit-type one-hot
+of every unit, then all units' team and type ids), scaled like SMAX's observations and
+SMAC's state: positions divided by the map's width and height (SMAX gives map units,
+0..32), cooldowns by the longest weapon cooldown of the unit types, type ids by the
+largest id, then clipped to [0, 1] as SMAX clips the cooldowns it observes (they run
+below 0 between shots); unscaled, the critic's first output on 2s3z read Q ≈ 30 for
+returns ≤ 2 (docs/algorithm.md);
 ``avail`` comes from ``env.get_avail_actions`` (``[up, right, down, left, stop, attack
 enemy 0, ...]``; a dead unit has only ``stop``).  ``reward`` is the allies' shared SMAX
 reward (the enemies' health lost this step as a fraction of their max health, divided by
@@ -212,12 +217,13 @@ def _smax_adapter(cfg: EnvConfig) -> _Adapter:
     agents = tuple(env.agents)
     n_allies = env.num_allies
     limit = int(env.max_steps)
+    state_scale = jnp.asarray(smax_state_scale(env), jnp.float32)
 
     def observe(obs_dict, st):
         obs = jnp.stack([obs_dict[a] for a in agents]).astype(jnp.float32)
         avail_dict = env.get_avail_actions(st)
         avail = jnp.stack([avail_dict[a] for a in agents]).astype(jnp.bool_)
-        return obs, obs_dict["world_state"].astype(jnp.float32), avail
+        return obs, jnp.clip(obs_dict["world_state"].astype(jnp.float32) * state_scale, 0.0, 1.0), avail
 
     def reset_one(key):
         obs_dict, st = env.reset(key)
@@ -236,6 +242,20 @@ def _smax_adapter(cfg: EnvConfig) -> _Adapter:
         return st, (obs, state, avail, reward, terminated, won)
 
     return _Adapter(env, agents, env.num_ally_actions, limit, True, reset_one, step_one)
+
+
+def smax_state_scale(env: Any) -> np.ndarray:
+    """Per-entry factors that bring SMAX's world state into [0, 1] (see the module doc):
+    ``[unit features] * units + [team ids] * units + [type ids] * units`` (allies and
+    enemies), unit features ``health, x, y, weapon cooldown, type one-hot``."""
+    features = list(env.own_features)
+    unit = np.ones(len(features))
+    unit[features.index("position_x")] = 1.0 / env.map_width
+    unit[features.index("position_y")] = 1.0 / env.map_height
+    unit[features.index("weapon_cooldown")] = 1.0 / float(np.max(env.unit_type_weapon_cooldowns))
+    n = env.num_allies + env.num_enemies
+    type_ids = np.full(n, 1.0 / max(len(env.unit_type_names) - 1, 1))
+    return np.concatenate([np.tile(unit, n), np.ones(n), type_ids])
 
 
 def _make_adapter(cfg: EnvConfig) -> _Adapter:

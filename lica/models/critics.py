@@ -117,8 +117,8 @@ class _TakenRows(torch.autograd.Function):
     def forward(ctx, z: Tensor, weight: Tensor, bias: Tensor, groups: Tensor, n_actions: int,
                 hidden: int) -> Tensor:
         n_agents = groups.shape[1]
-        w = weight.view(n_agents, n_actions, hidden, -1)
-        b = bias.view(n_agents, n_actions, hidden)
+        w = weight.to(z.dtype).view(n_agents, n_actions, hidden, -1)  # z may be bf16 under autocast
+        b = bias.to(z.dtype).view(n_agents, n_actions, hidden)
         plan = [_group_plan(groups[:, agent], n_actions) for agent in range(n_agents)]
         out = z.new_zeros(z.shape[0], hidden)
         for agent, (order, counts) in enumerate(plan):
@@ -135,7 +135,8 @@ class _TakenRows(torch.autograd.Function):
         z, weight = ctx.saved_tensors
         n_actions, hidden = ctx.n_actions, ctx.hidden
         n_agents = len(ctx.plan)
-        w = weight.view(n_agents, n_actions, hidden, -1)
+        grad_out = grad_out.to(z.dtype)
+        w = weight.to(z.dtype).view(n_agents, n_actions, hidden, -1)
         grad_w = torch.zeros_like(w)
         grad_b = grad_out.new_zeros(n_agents, n_actions, hidden)
         grad_z = torch.zeros_like(z) if ctx.needs_input_grad[0] else None
@@ -154,7 +155,7 @@ class _TakenRows(torch.autograd.Function):
                     back.append(g_rows[k] @ w[agent, k])
             if back:
                 grad_z.index_add_(0, used, torch.cat(back))
-        return grad_z, grad_w.view_as(weight), grad_b.view(-1), None, None, None
+        return grad_z, grad_w.view_as(weight).to(weight.dtype), grad_b.view(-1).to(weight.dtype), None, None, None
 
 
 def _group_plan(group: Tensor, n_actions: int) -> tuple[Tensor, list[int]]:

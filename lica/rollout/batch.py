@@ -43,6 +43,27 @@ class EpisodeBatch:
                 moved[k] = v.to(device, non_blocking=True)
         return EpisodeBatch(**moved)
 
+    @staticmethod
+    def cat(batches: list[EpisodeBatch]) -> EpisodeBatch:
+        """The episodes of several batches in one batch, zero-padded to the longest; its
+        ``env_steps`` is the first batch's."""
+        t_max = max(b.max_t for b in batches)
+        out = {}
+        for f in fields(EpisodeBatch):
+            if f.name == "env_steps":
+                continue
+            parts = []
+            for b in batches:
+                x = getattr(b, f.name)
+                rows = t_max + (x.shape[1] - b.max_t)  # T+1 for per-state fields, T per transition
+                pad = torch.zeros(x.shape[0], rows - x.shape[1], *x.shape[2:], dtype=x.dtype, device=x.device)
+                parts.append(torch.cat([x, pad], dim=1))
+            out[f.name] = torch.cat(parts, dim=0)
+        return EpisodeBatch(**out, env_steps=batches[0].env_steps)
+
+    def state_dict(self) -> dict[str, Tensor | int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
     def terminal(self, bootstrap_on_timeout: bool) -> Tensor:
         """Transitions after which the target does not bootstrap.  The reference code
         stores a time-out as terminal (``bootstrap_on_timeout=False``)."""
