@@ -109,6 +109,16 @@ def test_unknown_group_option_fails_at_compose():
 @pytest.mark.parametrize("override,match", [
     ("algo.entropy_coef=-0.1", "entropy_coef"), ("rollout.batch_episodes=0", "batch_episodes"),
     ("rollout.num_workers=3", "must divide"), ("algo.td_lambda=1.5", "td_lambda"),
+    ("env.n_agents=0", r"env.n_agents must be >= 1 \(or null"), ("env.n_agents=-2", "env.n_agents must be >= 1"),
+    ("env.episode_limit=0", r"env.episode_limit must be >= 1 env step \(or null"),
+    ("env.backend=bogus", "env.backend must be one of mpe, jax, smac"),
+    ("seed=-1", r"seed must lie in \[0, 4294967295\]"), ("seed=4294967296", "seed must lie in"),
+    ("trainer.torch_threads=0", "trainer.torch_threads must be >= 1"),
+    ("trainer.devices=2", "trainer.devices must be 1, got 2: lica learns in one process"),
+    ("trainer.accelerator=tpux", "trainer.accelerator must be one of cpu, gpu, cuda, auto"),
+    ("rollout.worker_timeout_s=0", "rollout.worker_timeout_s must be > 0 seconds"),
+    ("rollout.test_num_workers=-1", "rollout.test_num_workers must be >= 0"),
+    ("rollout.start_method=bogus", "rollout.start_method must be one of .*spawn.*got 'bogus'"),
 ])
 def test_impossible_settings_are_rejected(override, match):
     from omegaconf import OmegaConf
@@ -116,6 +126,22 @@ def test_impossible_settings_are_rejected(override, match):
     cfg = OmegaConf.to_object(compose_config([override]))
     with pytest.raises(ValueError, match=match):
         validate(cfg)
+
+
+def test_mpe_sizes_are_used_as_given_or_rejected():
+    from omegaconf import OmegaConf
+
+    from lica.envs.mpe import make_env
+
+    env_cfg = OmegaConf.to_object(compose_config()).env
+    for n_agents, limit, expected in ((None, None, (3, 25)), (2, 7, (2, 7))):
+        env_cfg.n_agents, env_cfg.episode_limit = n_agents, limit
+        info = make_env(env_cfg).get_env_info()
+        assert (info.n_agents, info.episode_limit) == expected
+    for n_agents, limit, match in ((0, 25, "n_agents >= 1"), (3, 0, "episode_limit must be >= 1")):
+        env_cfg.n_agents, env_cfg.episode_limit = n_agents, limit
+        with pytest.raises(ValueError, match=match):
+            make_env(env_cfg)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
