@@ -94,7 +94,8 @@ class TrainerConfig:
     accelerator: str = "cpu"
     devices: int = 1
     checkpoint_every_iters: int = 50  # training iterations between checkpoints
-    enable_progress_bar: bool = True
+    enable_progress_bar: bool = True  # a bar when stdout is a terminal (else progress lines)
+    log_every_s: float = 30.0  # without a bar: one progress line (stdout and train.log) this often
     torch_threads: int = 1  # intra-op threads of the learner
 
 
@@ -200,6 +201,7 @@ def validate(cfg: TrainConfig) -> None:
          "on one device; run more seeds or variants side by side as a multirun instead (-m seed=0,1,2)"),
         (cfg.trainer.accelerator in ACCELERATORS, f"trainer.accelerator must be one of {', '.join(ACCELERATORS)}, "
          f"got {cfg.trainer.accelerator!r}"),
+        (cfg.trainer.log_every_s > 0, "trainer.log_every_s must be > 0 seconds (between two progress lines)"),
     ]
     if cfg.algo.name == "coma":
         checks += [

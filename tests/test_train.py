@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +45,12 @@ def test_end_to_end_run_produces_metrics_and_checkpoint(tmp_path, workers):
     assert {"critic_steps", "next_eval_at", "rng", "logger_run_ids", "test_history"} <= set(ckpt["lica"])
     assert summary["env_steps"] == 1600 and summary["final_test"]["env_steps"] == 1600
     assert (tmp_path / "summary.json").exists()
+    # best.ckpt: the parameters of the best evaluation after an update (not the untrained one at 0)
+    best = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=False)
+    after_updates = [h for h in ckpt["lica"]["test_history"] if h["env_steps"] > 0]
+    top = max(after_updates, key=lambda h: h["test_return_mean"])
+    assert best["lica"]["test_history"][-1] == top and best["RolloutDataModule"]["env_steps"] == top["env_steps"]
+    assert summary["best_test_return"] == top["test_return_mean"]
 
 
 @pytest.mark.slow
@@ -116,6 +124,7 @@ def test_unknown_group_option_fails_at_compose():
     ("trainer.torch_threads=0", "trainer.torch_threads must be >= 1"),
     ("trainer.devices=2", "trainer.devices must be 1, got 2: lica learns in one process"),
     ("trainer.accelerator=tpux", "trainer.accelerator must be one of cpu, gpu, cuda, auto"),
+    ("trainer.log_every_s=0", "trainer.log_every_s must be > 0"),
     ("rollout.worker_timeout_s=0", "rollout.worker_timeout_s must be > 0 seconds"),
     ("rollout.test_num_workers=-1", "rollout.test_num_workers must be >= 0"),
     ("rollout.start_method=bogus", "rollout.start_method must be one of .*spawn.*got 'bogus'"),
@@ -159,12 +168,55 @@ def test_default_config_is_lica_on_spread():
     assert cfg.algo.entropy_coef == 0.1  # the paper's xi for Cooperative Navigation n=3
 
 
+PROGRESS_LINE = re.compile(r"\[lica.progress\]\[INFO\] - [\d,]+/1,600 env steps \(\d+\.\d %\), [\d,]+ env-steps/s, "
+                           r"ETA \d+:\d\d, last test return -?\d+\.\d\d \(at [\d,]+\)")
+
+
 @pytest.mark.slow
 def test_cli_entry_point_writes_into_outputs(tmp_path):
+    """Without a terminal: progress lines on stdout and in train.log, no library adverts
+    or known-harmless warnings, and an end message saying how the run ended."""
     out = subprocess.run(
-        [sys.executable, "-m", "lica.train", *TINY, "rollout.num_workers=0",
+        [sys.executable, "-m", "lica.train", *TINY, "rollout.num_workers=0", "trainer.log_every_s=0.01",
          f"hydra.run.dir={tmp_path}/run"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "test_return_mean: first" in out.stdout
     assert (tmp_path / "run" / "csv" / "metrics.csv").exists()
     assert (tmp_path / "run" / ".hydra" / "config.yaml").exists()
+    lines = PROGRESS_LINE.findall(out.stdout)
+    assert len(lines) >= 5, out.stdout
+    train_log = (tmp_path / "run" / "train.log").read_text()
+    assert PROGRESS_LINE.findall(train_log) == lines
+    assert "== lica run finished: 1600 env steps, 1600 of them in" in out.stdout and "== lica run finished" in train_log
+    for noise in ("Tip:", "litlogger", "LeafSpec", "max_epochs=1", "weights_only"):
+        assert noise not in out.stdout + out.stderr, noise
+
+
+@pytest.mark.slow
+def test_terminal_shows_an_env_step_bar(tmp_path):
+    """In a terminal: a bar over the env-step budget with rate, ETA and the last test return."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # 160 columns
+    proc = subprocess.Popen([sys.executable, "-m", "lica.train", *TINY, "rollout.num_workers=0",
+                             "trainer.enable_progress_bar=true", f"hydra.run.dir={tmp_path}"],
+                            cwd=ROOT, stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the process closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=300) == 0
+    screen = b"".join(chunks).decode(errors="replace")
+    assert re.search(r"lica: 100%\|█+\| 1\.60k/1\.60k env steps \[\d\d:\d\d<00:00, *[\d.]+k?steps/s, "
+                     r"last test return=-?\d+\.\d\d \(at 1,600\)\]", screen), screen[-3000:]
+    assert "lica.progress" not in screen  # the bar replaces the progress lines
