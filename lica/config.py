@@ -119,9 +119,15 @@ class WandbLoggerConfig:
 
 
 @dataclass
+class TensorBoardLoggerConfig:
+    name: str = "tensorboard"  # <run dir>/<name>/: the event files
+
+
+@dataclass
 class LoggerConfig:
     csv: Optional[CSVLoggerConfig] = None
     wandb: Optional[WandbLoggerConfig] = None
+    tensorboard: Optional[TensorBoardLoggerConfig] = None
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Experiment loggers (Lightning's own) and the tags runs are compared by.
 
 ``logger=csv`` (default) writes ``<run dir>/csv/metrics.csv``; ``logger=wandb`` adds a
-Weights & Biases run, ``logger=[csv,wandb]`` both.  The W&B run
+Weights & Biases run, ``logger=[csv,wandb]`` both; ``logger=tensorboard`` writes TensorBoard
+event files to ``<run dir>/tensorboard/`` (env steps as TensorBoard's step).  The W&B run
 
 * lives under the run folder (``<run dir>/wandb/``), one run per job of a multirun: it is
   finished when Lightning finalizes its loggers (end of ``fit``, success or failure), and a
@@ -39,6 +40,7 @@ from urllib.parse import urlparse
 
 from pytorch_lightning.loggers import CSVLogger as _LightningCSVLogger
 from pytorch_lightning.loggers import Logger
+from pytorch_lightning.loggers import TensorBoardLogger as _LightningTensorBoardLogger
 from pytorch_lightning.loggers import WandbLogger as _LightningWandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
@@ -59,7 +61,7 @@ EXECUTION_ONLY = (
 
 def build_loggers(cfg: TrainConfig, run_dir: Path, ckpt_path: str | Path | None = None) -> list[Logger]:
     """The loggers ``cfg.logger`` asks for.  ``ckpt_path``: the checkpoint the run resumes
-    from (None: a fresh run), whose W&B run id and CSV rows are continued."""
+    from (None: a fresh run), whose W&B run id, CSV rows and TensorBoard steps are continued."""
     run_dir = Path(run_dir)
     resumed = checkpoint_logger_state(ckpt_path) if ckpt_path else None
     keep_until = _keep_rows_until(resumed)
@@ -71,6 +73,11 @@ def build_loggers(cfg: TrainConfig, run_dir: Path, ckpt_path: str | Path | None 
     if cfg.logger.wandb is not None:
         run_id = resumed["run_ids"].get("WandbLogger") if resumed else None
         loggers.append(build_wandb_logger(cfg, run_dir, run_id=run_id if run_id not in ("", "None") else None))
+    if cfg.logger.tensorboard is not None:
+        # a resumed run hides the events logged after its checkpoint (they are logged again)
+        purge = {} if keep_until is None or keep_until == float("inf") else {"purge_step": int(keep_until) + 1}
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name=cfg.logger.tensorboard.name, version="",
+                                         default_hp_metric=False, **purge))
     return loggers
 
 
@@ -161,6 +168,15 @@ class _DurableExperimentWriter(ExperimentWriter):
             writer.writeheader()
             writer.writerows(rows)
         os.replace(tmp, self.metrics_file_path)
+
+
+# -- TensorBoard -----------------------------------------------------------------------
+class TensorBoardLogger(_LightningTensorBoardLogger):
+    """Lightning's ``TensorBoardLogger`` with ``env_steps`` as TensorBoard's step (the
+    x-axis of every figure in the paper)."""
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        super().log_metrics(metrics, step=int(metrics["env_steps"]) if "env_steps" in metrics else step)
 
 
 # -- W&B -------------------------------------------------------------------------------

@@ -220,3 +220,17 @@ def test_terminal_shows_an_env_step_bar(tmp_path):
     assert re.search(r"lica: 100%\|█+\| 1\.60k/1\.60k env steps \[\d\d:\d\d<00:00, *[\d.]+k?steps/s, "
                      r"last test return=-?\d+\.\d\d \(at 1,600\)\]", screen), screen[-3000:]
     assert "lica.progress" not in screen  # the bar replaces the progress lines
+
+
+@pytest.mark.slow
+def test_tensorboard_logger_plots_against_env_steps(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(compose_config(TINY + ["rollout.num_workers=0", "logger=[csv,tensorboard]"]), run_dir=tmp_path)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    tested = [(e.step, e.value) for e in events.Scalars("test_return_mean")]
+    rows = [r for r in read_metrics(tmp_path) if r.get("test_return_mean")]
+    assert [s for s, _ in tested] == [0, 800, 1600]
+    assert [v for _, v in tested] == pytest.approx([float(r["test_return_mean"]) for r in rows])
+    assert len(events.Scalars("critic_loss")) == 40

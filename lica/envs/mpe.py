@@ -69,6 +69,15 @@ class _MPETask(MultiAgentEnv):
     def get_env_info(self) -> EnvInfo:
         return self._info
 
+    def render_frame(self) -> dict[str, np.ndarray]:
+        """What a picture of the current state needs (:mod:`lica.render`): every entity's
+        position, radius and mpe2 colour, and which entities are the learned agents."""
+        entities = self._world.entities
+        learners = {id(a) for a in self._learners}
+        return {"pos": np.array([e.state.p_pos for e in entities]), "size": np.array([e.size for e in entities]),
+                "color": np.array([e.color for e in entities]),
+                "learner": np.array([id(e) in learners for e in entities])}
+
     # -- observations ------------------------------------------------------------------
     def _observation_parts(self, i: int, at: _SourceIndex) -> list[np.ndarray]:
         """Agent ``i``'s observation as index arrays into the source vector, in the
