@@ -145,50 +145,29 @@ def train(dcfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]
 def _fit(cfg: TrainConfig, dcfg: DictConfig, config: dict[str, Any], run_dir: Path, ckpt_path: Path | None,
          ckpt: dict[str, Any] | None) -> dict[str, Any]:
     started = time.time()
-    pl.seed_everything(cfg.seed, workers=True)
-    torch.set_num_threads(cfg.trainer.torch_threads)
     start_steps = ckpt["RolloutDataModule"]["env_steps"] if ckpt else 0
-
-    dm = RolloutDataModule(cfg.env, cfg.rollout, cfg.seed, cfg.trainer.max_env_steps)
-    module = build_module(cfg.algo, dm.env_info, cfg.rollout.eval_interval)
-    started_as = saved_config(ckpt) if ckpt else None
-    if started_as is not None and cfg.logger.wandb is not None and not cfg.logger.wandb.group:
-        # a resumed run stays in its W&B group when its budget or evaluation schedule changed
-        cfg.logger.wandb.group = wandb_group(started_as)
-    loggers = build_loggers(cfg, run_dir, ckpt_path=ckpt_path)
-    hparams = {**OmegaConf.to_container(dcfg, resolve=True), "tags": run_tags(cfg)}
-    install_info = getattr(backend_module(cfg.env), "install_info", None)
-    if install_info is not None:  # e.g. the StarCraft II version of a SMAC run
-        hparams["env_install"] = install_info()
-    for lg in loggers:
-        lg.log_hyperparams(hparams)
     checkpoints = RunCheckpoints(run_dir / "checkpoints", cfg.trainer.checkpoint_every_iters, config)
     preemption = PreemptionCheckpoint(checkpoints)
-    bar = cfg.trainer.enable_progress_bar and sys.stdout.isatty()
-    progress = EnvStepProgressBar() if bar else ProgressLog(cfg.trainer.log_every_s)
-    plugins: list[Any] = [AtomicCheckpointIO()]
-    if SLURMEnvironment.detect():
-        plugins.append(SLURMEnvironment(auto_requeue=False))
-    trainer = pl.Trainer(
-        # one epoch = the whole budget; a run resumed after its epoch ended (to extend the
-        # budget) runs one more
-        accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
-        max_epochs=ckpt["epoch"] + 1 if ckpt else 1,
-        logger=loggers or False, callbacks=[checkpoints, preemption, progress], log_every_n_steps=1,
-        enable_progress_bar=bar, enable_model_summary=False, enable_checkpointing=False,
-        num_sanity_val_steps=0, default_root_dir=str(run_dir), plugins=plugins,
-    )
-    if ckpt_path is not None:
-        log.info("resuming from %s (%d env steps done, budget %d)", ckpt_path, start_steps, cfg.trainer.max_env_steps)
+    dm: RolloutDataModule | None = None
     try:
+        pl.seed_everything(cfg.seed, workers=True)
+        torch.set_num_threads(cfg.trainer.torch_threads)
+        dm = RolloutDataModule(cfg.env, cfg.rollout, cfg.seed, cfg.trainer.max_env_steps)
+        module = build_module(cfg.algo, dm.env_info, cfg.rollout.eval_interval)
+        trainer = _trainer(cfg, dcfg, run_dir, ckpt_path, ckpt, [checkpoints, preemption])
+        if ckpt_path is not None:
+            log.info("resuming from %s (%d env steps done, budget %d)", ckpt_path, start_steps,
+                     cfg.trainer.max_env_steps)
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
         if preemption.received is None:
             checkpoints.save_last(trainer)
     except BaseException as err:
-        _log_failure(err, dm, start_steps, time.time() - started, checkpoints)
+        _log_failure(err, dm.env_steps if dm else start_steps, start_steps, time.time() - started, checkpoints,
+                     ckpt_path)
         raise
     finally:
-        dm.teardown("fit")
+        if dm is not None:
+            dm.teardown("fit")
 
     history = module.test_history
     elapsed = time.time() - started
@@ -212,18 +191,50 @@ def _fit(cfg: TrainConfig, dcfg: DictConfig, config: dict[str, Any], run_dir: Pa
     return summary
 
 
-def _log_failure(err: BaseException, dm: RolloutDataModule, start_steps: int, elapsed: float,
-                 checkpoints: RunCheckpoints) -> None:
+def _trainer(cfg: TrainConfig, dcfg: DictConfig, run_dir: Path, ckpt_path: Path | None,
+             ckpt: dict[str, Any] | None, callbacks: list[Any]) -> pl.Trainer:
+    """The loggers (their hyper-parameters logged) and the Trainer, with the progress output
+    that suits stdout (a bar in a terminal, else log lines)."""
+    started_as = saved_config(ckpt) if ckpt else None
+    if started_as is not None and cfg.logger.wandb is not None and not cfg.logger.wandb.group:
+        # a resumed run stays in its W&B group when its budget or evaluation schedule changed
+        cfg.logger.wandb.group = wandb_group(started_as)
+    loggers = build_loggers(cfg, run_dir, ckpt_path=ckpt_path)
+    hparams = {**OmegaConf.to_container(dcfg, resolve=True), "tags": run_tags(cfg)}
+    install_info = getattr(backend_module(cfg.env), "install_info", None)
+    if install_info is not None:  # e.g. the StarCraft II version of a SMAC run
+        hparams["env_install"] = install_info()
+    for lg in loggers:
+        lg.log_hyperparams(hparams)
+    bar = cfg.trainer.enable_progress_bar and sys.stdout.isatty()
+    progress = EnvStepProgressBar() if bar else ProgressLog(cfg.trainer.log_every_s)
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    return pl.Trainer(
+        # one epoch = the whole budget; a run resumed after its epoch ended (to extend the
+        # budget) runs one more
+        accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
+        max_epochs=ckpt["epoch"] + 1 if ckpt else 1,
+        logger=loggers or False, callbacks=[*callbacks, progress], log_every_n_steps=1,
+        enable_progress_bar=bar, enable_model_summary=False, enable_checkpointing=False,
+        num_sanity_val_steps=0, default_root_dir=str(run_dir), plugins=plugins,
+    )
+
+
+def _log_failure(err: BaseException, env_steps: int, start_steps: int, elapsed: float,
+                 checkpoints: RunCheckpoints, ckpt_path: Path | None) -> None:
     how = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed ({type(err).__name__}: {err})"
-    if checkpoints.last_path.exists():
-        saved = torch.load(checkpoints.last_path, map_location="cpu", weights_only=False)
-        kept = (f"the last checkpoint {checkpoints.last_path} holds {saved['RolloutDataModule']['env_steps']} env "
-                "steps (continue with resume=true)")
+    if checkpoints.last_saved is not None:
+        kept = (f"the last checkpoint {checkpoints.last_path} holds {checkpoints.last_saved[1]} env steps "
+                "(continue with resume=true)")
+    elif ckpt_path is not None:
+        kept = f"no checkpoint was written since the resume from {ckpt_path} ({start_steps} env steps)"
     else:
         kept = "no checkpoint was written"
-    segment = dm.env_steps - start_steps
+    segment = env_steps - start_steps
     log.error("== lica run %s at %d env steps (%d in this segment, %.1f env-steps/s); %s",
-              how, dm.env_steps, segment, segment / max(elapsed, 1e-9), kept)
+              how, env_steps, segment, segment / max(elapsed, 1e-9), kept)
 
 
 def _already_done(cfg: TrainConfig, run_dir: Path, ckpt_path: Path, ckpt: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import re
 import subprocess
@@ -151,6 +152,13 @@ def test_mpe_sizes_are_used_as_given_or_rejected():
         env_cfg.n_agents, env_cfg.episode_limit = n_agents, limit
         with pytest.raises(ValueError, match=match):
             make_env(env_cfg)
+
+
+def test_a_failed_run_says_so(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="lica"), pytest.raises(ValueError, match="Unknown mpe scenario"):
+        train(compose_config(TINY + ["rollout.num_workers=0", "env.scenario=nowhere"]), run_dir=tmp_path)
+    assert ("== lica run failed (ValueError: Unknown mpe scenario 'nowhere'" in caplog.text
+            and "at 0 env steps (0 in this segment" in caplog.text and "no checkpoint was written" in caplog.text)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
