@@ -9,6 +9,7 @@ but are impossible (a negative ξ, a batch of 0 episodes).
 
 from __future__ import annotations
 
+import multiprocessing
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -95,7 +96,8 @@ class TrainerConfig:
     accelerator: str = "cpu"
     devices: int = 1
     checkpoint_every_iters: int = 50  # training iterations between checkpoints
-    enable_progress_bar: bool = True
+    enable_progress_bar: bool = True  # a bar when stdout is a terminal (else progress lines)
+    log_every_s: float = 30.0  # without a bar: one progress line (stdout and train.log) this often
     torch_threads: int = 1  # intra-op threads of the learner
     precision: str = "32-true"  # Lightning precision of the learner: 32-true | bf16-mixed (GPUs with bf16)
 
@@ -120,9 +122,15 @@ class WandbLoggerConfig:
 
 
 @dataclass
+class TensorBoardLoggerConfig:
+    name: str = "tensorboard"  # <run dir>/<name>/: the event files
+
+
+@dataclass
 class LoggerConfig:
     csv: Optional[CSVLoggerConfig] = None
     wandb: Optional[WandbLoggerConfig] = None
+    tensorboard: Optional[TensorBoardLoggerConfig] = None
 
 
 @dataclass
@@ -139,6 +147,11 @@ class TrainConfig:
     output_dir: Optional[str] = None  # None: Hydra's run folder
 
 
+START_METHODS = tuple(multiprocessing.get_all_start_methods())  # multiprocessing start methods here
+ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
+MAX_SEED = 2**32 - 1  # Lightning's seed_everything and numpy's legacy seeding stop here
+
+
 def register_configs() -> None:
     """Register the schema so ``conf/train.yaml`` can name it in its defaults list."""
     cs = ConfigStore.instance()
@@ -147,6 +160,8 @@ def register_configs() -> None:
 
 def validate(cfg: TrainConfig) -> None:
     """Reject settings that type-check but cannot work, naming the fix."""
+    from lica.envs import BACKENDS  # lica.envs imports this module
+
     checks = [
         (cfg.rollout.batch_episodes >= 1, "rollout.batch_episodes must be >= 1 (the paper uses 32)"),
         (cfg.rollout.test_episodes >= 1, "rollout.test_episodes must be >= 1"),
@@ -182,6 +197,25 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.rollout.test_num_workers == 0 or cfg.rollout.test_episodes % cfg.rollout.test_num_workers == 0,
          f"rollout.test_num_workers={cfg.rollout.test_num_workers} must divide "
          f"rollout.test_episodes={cfg.rollout.test_episodes}"),
+        (cfg.rollout.test_num_workers >= 0, "rollout.test_num_workers must be >= 0 (0 = evaluation envs in-process)"),
+        (cfg.rollout.worker_timeout_s > 0, "rollout.worker_timeout_s must be > 0 seconds (how long an env worker may "
+         "stay silent before it is declared hung; the default is 120)"),
+        (cfg.rollout.start_method in START_METHODS, f"rollout.start_method must be one of {', '.join(START_METHODS)} "
+         f"(spawn is the default), got {cfg.rollout.start_method!r}"),
+        (cfg.env.backend in BACKENDS, f"env.backend must be one of {', '.join(BACKENDS)} (pick an env "
+         f"with env=spread, env=smax_2s3z, env=smac_2s3z, ...), got {cfg.env.backend!r}"),
+        (cfg.env.n_agents is None or cfg.env.n_agents >= 1,
+         f"env.n_agents must be >= 1 (or null: the scenario's own team size), got {cfg.env.n_agents}"),
+        (cfg.env.episode_limit is None or cfg.env.episode_limit >= 1,
+         f"env.episode_limit must be >= 1 env step (or null: the environment's own limit), got {cfg.env.episode_limit}"),
+        (0 <= cfg.seed <= MAX_SEED, f"seed must lie in [0, {MAX_SEED}] (what every seeded RNG accepts), got {cfg.seed}"),
+        (cfg.trainer.torch_threads >= 1, "trainer.torch_threads must be >= 1 (the learner's intra-op threads; "
+         "the default is 1)"),
+        (cfg.trainer.devices == 1, f"trainer.devices must be 1, got {cfg.trainer.devices}: lica learns in one process "
+         "on one device; run more seeds or variants side by side as a multirun instead (-m seed=0,1,2)"),
+        (cfg.trainer.accelerator in ACCELERATORS, f"trainer.accelerator must be one of {', '.join(ACCELERATORS)}, "
+         f"got {cfg.trainer.accelerator!r}"),
+        (cfg.trainer.log_every_s > 0, "trainer.log_every_s must be > 0 seconds (between two progress lines)"),
     ]
     if cfg.algo.name == "coma":
         checks += [

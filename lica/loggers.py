@@ -1,7 +1,8 @@
 """Experiment loggers (Lightning's own) and the tags runs are compared by.
 
 ``logger=csv`` (default) writes ``<run dir>/csv/metrics.csv``; ``logger=wandb`` adds a
-Weights & Biases run, ``logger=[csv,wandb]`` both.  The W&B run
+Weights & Biases run, ``logger=[csv,wandb]`` both; ``logger=tensorboard`` writes TensorBoard
+event files to ``<run dir>/tensorboard/`` (env steps as TensorBoard's step).  The W&B run
 
 * lives under the run folder (``<run dir>/wandb/``), one run per job of a multirun: it is
   finished when Lightning finalizes its loggers (end of ``fit``, success or failure), and a
@@ -28,16 +29,18 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import io
 import json
 import netrc
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 from urllib.parse import urlparse
 
 from pytorch_lightning.loggers import CSVLogger as _LightningCSVLogger
 from pytorch_lightning.loggers import Logger
+from pytorch_lightning.loggers import TensorBoardLogger as _LightningTensorBoardLogger
 from pytorch_lightning.loggers import WandbLogger as _LightningWandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
@@ -50,24 +53,31 @@ WANDB_MODES = ("online", "offline", "disabled")
 # here are seeds of the same variant (same W&B group).
 EXECUTION_ONLY = (
     "seed", "output_dir", "ckpt_path", "resume", "logger",
-    "trainer.enable_progress_bar", "trainer.checkpoint_every_iters", "trainer.accelerator",
-    "trainer.devices", "trainer.torch_threads",
+    "trainer.enable_progress_bar", "trainer.log_every_s", "trainer.checkpoint_every_iters", "trainer.accelerator",
+    "trainer.devices", "trainer.torch_threads", "algo.critic_fast_path",
     "rollout.num_workers", "rollout.test_num_workers", "rollout.worker_timeout_s", "rollout.start_method",
 )
 
 
 def build_loggers(cfg: TrainConfig, run_dir: Path, ckpt_path: str | Path | None = None) -> list[Logger]:
     """The loggers ``cfg.logger`` asks for.  ``ckpt_path``: the checkpoint the run resumes
-    from (None: a fresh run), whose W&B run id and CSV rows are continued."""
+    from (None: a fresh run), whose W&B run id, CSV rows and TensorBoard steps are continued."""
     run_dir = Path(run_dir)
     resumed = checkpoint_logger_state(ckpt_path) if ckpt_path else None
+    keep_until = _keep_rows_until(resumed)
     loggers: list[Logger] = []
     if cfg.logger.csv is not None:
         loggers.append(CSVLogger(save_dir=str(run_dir), name=cfg.logger.csv.name, version="",
-                                 resume_env_steps=_keep_rows_until(resumed)))
+                                 resume_env_steps=keep_until,
+                                 resume_test_rows=resumed["test_history"] if resumed else ()))
     if cfg.logger.wandb is not None:
         run_id = resumed["run_ids"].get("WandbLogger") if resumed else None
         loggers.append(build_wandb_logger(cfg, run_dir, run_id=run_id if run_id not in ("", "None") else None))
+    if cfg.logger.tensorboard is not None:
+        # a resumed run hides the events logged after its checkpoint (they are logged again)
+        purge = {} if keep_until is None or keep_until == float("inf") else {"purge_step": int(keep_until) + 1}
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name=cfg.logger.tensorboard.name, version="",
+                                         default_hp_metric=False, **purge))
     return loggers
 
 
@@ -83,41 +93,90 @@ def run_tags(cfg: TrainConfig) -> dict[str, Any]:
 
 # -- CSV -------------------------------------------------------------------------------
 class CSVLogger(_LightningCSVLogger):
-    """Lightning's ``CSVLogger`` (same class name), except that a resumed run keeps the
-    rows it wrote before its checkpoint: Lightning's deletes ``metrics.csv`` when the
-    folder is reused.  Rows past the checkpoint (logged before a crash, about to be
-    logged again) are dropped, so each env step appears once."""
+    """Lightning's ``CSVLogger`` (same class name), made durable:
 
-    def __init__(self, *args: Any, resume_env_steps: float | None = None, **kwargs: Any) -> None:
+    * ``metrics.csv`` is only ever appended to or replaced whole: when new columns appear,
+      Lightning rewrites the file, here into a temporary file renamed over it, so a kill
+      never leaves it half-written;
+    * a resumed run keeps the rows written before its checkpoint (Lightning's deletes
+      ``metrics.csv`` when the folder is reused), drops the rows past the checkpoint
+      (logged before a crash, about to be logged again) and a last line a kill cut short,
+      and adds back the evaluation rows the checkpoint's test history holds but the file
+      lacks, so each env step appears once.
+
+    Rows reach the disk when :meth:`save` is called; lica calls it after every training
+    iteration (:class:`lica.callbacks.RunCheckpoints`)."""
+
+    def __init__(self, *args: Any, resume_env_steps: float | None = None,
+                 resume_test_rows: Sequence[dict[str, Any]] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._resume_env_steps = resume_env_steps
+        self._resume_test_rows = list(resume_test_rows)
 
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
-        if self._experiment is None and self._resume_env_steps is not None:
+        if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _ResumedExperimentWriter(self.log_dir, self._resume_env_steps)
-        return super().experiment
+            self._experiment = _DurableExperimentWriter(self.log_dir, self._resume_env_steps, self._resume_test_rows)
+        return self._experiment
 
 
-class _ResumedExperimentWriter(ExperimentWriter):
-    def __init__(self, log_dir: str, keep_until_env_steps: float) -> None:
-        self._keep_until = float(keep_until_env_steps)
+class _DurableExperimentWriter(ExperimentWriter):
+    def __init__(self, log_dir: str, keep_until_env_steps: float | None, test_rows: list[dict[str, Any]]) -> None:
+        self._keep_until = keep_until_env_steps
+        self._test_rows = test_rows
         super().__init__(log_dir=log_dir)
 
-    def _check_log_dir_exists(self) -> None:  # called by __init__: keep, do not delete
-        if not self._fs.isfile(self.metrics_file_path):
+    def _check_log_dir_exists(self) -> None:  # called by __init__
+        if self._keep_until is None:  # a fresh run: Lightning's behaviour (start a new metrics.csv)
+            super()._check_log_dir_exists()
             return
-        with self._fs.open(self.metrics_file_path, "r", newline="") as f:
-            reader = csv.DictReader(f)
+        header: list[str] = []
+        rows: list[dict[str, Any]] = []
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                text = f.read()
+            if not text.endswith("\n"):  # a row cut short by a kill
+                text = text[: text.rfind("\n") + 1]
+            reader = csv.DictReader(io.StringIO(text))
             header = list(reader.fieldnames or [])
             rows = [r for r in reader if not r.get("env_steps") or float(r["env_steps"]) <= self._keep_until]
-        with self._fs.open(self.metrics_file_path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=header)
+        tested = {float(r["env_steps"]) for r in rows if r.get("test_return_mean") and r.get("env_steps")}
+        for entry in self._test_rows:
+            if entry["env_steps"] <= self._keep_until and float(entry["env_steps"]) not in tested:
+                rows.append({**entry, "env_steps": float(entry["env_steps"])})
+                header += [k for k in entry if k not in header]
+        if not header:  # nothing to keep (no file, or not even a header left)
+            if self._fs.isfile(self.metrics_file_path):
+                self._fs.rm_file(self.metrics_file_path)
+            return
+        rows.sort(key=lambda r: float(r.get("env_steps") or 0))
+        self.metrics_keys = sorted(header)
+        self._write_whole(rows)
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+            rows = list(csv.DictReader(f))
+        self._write_whole(rows, fieldnames)
+
+    def _write_whole(self, rows: list[dict[str, Any]], fieldnames: list[str] | None = None) -> None:
+        """Replace ``metrics.csv`` with ``rows``: a temporary file renamed over it."""
+        tmp = self.metrics_file_path + ".tmp"
+        with self._fs.open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fieldnames or self.metrics_keys)
             writer.writeheader()
             writer.writerows(rows)
-        self.metrics_keys = sorted(header)
+        os.replace(tmp, self.metrics_file_path)
+
+
+# -- TensorBoard -----------------------------------------------------------------------
+class TensorBoardLogger(_LightningTensorBoardLogger):
+    """Lightning's ``TensorBoardLogger`` with ``env_steps`` as TensorBoard's step (the
+    x-axis of every figure in the paper)."""
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        super().log_metrics(metrics, step=int(metrics["env_steps"]) if "env_steps" in metrics else step)
 
 
 # -- W&B -------------------------------------------------------------------------------
@@ -264,15 +323,17 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 # -- resume and clean-up ---------------------------------------------------------------
 def checkpoint_logger_state(ckpt_path: str | Path) -> dict[str, Any] | None:
     """What the loggers of a run resumed from ``ckpt_path`` continue from:
-    ``{"run_ids": checkpoint["lica"]["logger_run_ids"], "env_steps": <env steps done>}``
-    (None when the file does not exist)."""
+    ``{"run_ids": checkpoint["lica"]["logger_run_ids"], "env_steps": <env steps done>,
+    "test_history": checkpoint["lica"]["test_history"]}`` (None when the file does not exist)."""
     if not Path(ckpt_path).exists():
         return None
     import torch
 
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     env_steps = ckpt.get("RolloutDataModule", {}).get("env_steps")
-    return {"run_ids": dict(ckpt.get("lica", {}).get("logger_run_ids", {})), "env_steps": env_steps}
+    state = ckpt.get("lica", {})
+    return {"run_ids": dict(state.get("logger_run_ids", {})), "env_steps": env_steps,
+            "test_history": list(state.get("test_history", []))}
 
 
 def _keep_rows_until(resumed: dict[str, Any] | None) -> float | None:

@@ -4,6 +4,7 @@ a 2x2 grid as one job array, a crashing job, and requeue-and-resume on preemptio
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -62,15 +63,25 @@ def test_crashing_job_fails_the_sweep_with_its_error(slurm_cluster, tmp_path):
     assert time.time() - started < 240
 
 
+PROGRESS = re.compile(r"\[lica.progress\]\[INFO\] - [\d,]+/40,000 env steps \(\d+\.\d %\), [\d,]+ env-steps/s, ETA ")
+
+
+def job_output(sweep_dir: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in sorted((sweep_dir / ".submitit").rglob("*_log.out")))
+
+
 def test_preempted_job_saves_requeues_and_resumes(slurm_cluster, tmp_path):
+    """Also: the job's .out shows progress lines while it runs."""
     proc = multirun(slurm_cluster, tmp_path, "seed=7", "trainer.max_env_steps=40000",
-                    "trainer.checkpoint_every_iters=1000", wait=False)
+                    "trainer.checkpoint_every_iters=1000", "trainer.log_every_s=1", wait=False)
     ckpt_dir = tmp_path / "0" / "checkpoints"
     deadline = time.time() + 180
-    # wait until the job is training (its first metrics are written), then preempt it
-    while time.time() < deadline and not list((tmp_path / "0").glob("csv/metrics.csv")):
+    # wait until the job is training and its .out shows progress, then preempt it
+    while time.time() < deadline and len(PROGRESS.findall(job_output(tmp_path))) < 2:
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         time.sleep(0.5)
+    assert len(PROGRESS.findall(job_output(tmp_path))) >= 2, job_output(tmp_path)[-3000:]
+    assert not (tmp_path / "0" / "summary.json").exists()  # still running
     job_ids = [p.name for p in (tmp_path / ".submitit").iterdir() if p.name[0].isdigit()]
     assert job_ids, "no submitit job folder"
     job = job_ids[0].split("_")[0]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import logging
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +46,12 @@ def test_end_to_end_run_produces_metrics_and_checkpoint(tmp_path, workers):
     assert {"critic_steps", "next_eval_at", "rng", "logger_run_ids", "test_history"} <= set(ckpt["lica"])
     assert summary["env_steps"] == 1600 and summary["final_test"]["env_steps"] == 1600
     assert (tmp_path / "summary.json").exists()
+    # best.ckpt: the parameters of the best evaluation after an update (not the untrained one at 0)
+    best = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=False)
+    after_updates = [h for h in ckpt["lica"]["test_history"] if h["env_steps"] > 0]
+    top = max(after_updates, key=lambda h: h["test_return_mean"])
+    assert best["lica"]["test_history"][-1] == top and best["RolloutDataModule"]["env_steps"] == top["env_steps"]
+    assert summary["best_test_return"] == top["test_return_mean"]
 
 
 @pytest.mark.slow
@@ -109,6 +118,17 @@ def test_unknown_group_option_fails_at_compose():
 @pytest.mark.parametrize("override,match", [
     ("algo.entropy_coef=-0.1", "entropy_coef"), ("rollout.batch_episodes=0", "batch_episodes"),
     ("rollout.num_workers=3", "must divide"), ("algo.td_lambda=1.5", "td_lambda"),
+    ("env.n_agents=0", r"env.n_agents must be >= 1 \(or null"), ("env.n_agents=-2", "env.n_agents must be >= 1"),
+    ("env.episode_limit=0", r"env.episode_limit must be >= 1 env step \(or null"),
+    ("env.backend=bogus", "env.backend must be one of mpe, jax, smac"),
+    ("seed=-1", r"seed must lie in \[0, 4294967295\]"), ("seed=4294967296", "seed must lie in"),
+    ("trainer.torch_threads=0", "trainer.torch_threads must be >= 1"),
+    ("trainer.devices=2", "trainer.devices must be 1, got 2: lica learns in one process"),
+    ("trainer.accelerator=tpux", "trainer.accelerator must be one of cpu, gpu, cuda, auto"),
+    ("trainer.log_every_s=0", "trainer.log_every_s must be > 0"),
+    ("rollout.worker_timeout_s=0", "rollout.worker_timeout_s must be > 0 seconds"),
+    ("rollout.test_num_workers=-1", "rollout.test_num_workers must be >= 0"),
+    ("rollout.start_method=bogus", "rollout.start_method must be one of .*spawn.*got 'bogus'"),
 ])
 def test_impossible_settings_are_rejected(override, match):
     from omegaconf import OmegaConf
@@ -116,6 +136,29 @@ def test_impossible_settings_are_rejected(override, match):
     cfg = OmegaConf.to_object(compose_config([override]))
     with pytest.raises(ValueError, match=match):
         validate(cfg)
+
+
+def test_mpe_sizes_are_used_as_given_or_rejected():
+    from omegaconf import OmegaConf
+
+    from lica.envs.mpe import make_env
+
+    env_cfg = OmegaConf.to_object(compose_config()).env
+    for n_agents, limit, expected in ((None, None, (3, 25)), (2, 7, (2, 7))):
+        env_cfg.n_agents, env_cfg.episode_limit = n_agents, limit
+        info = make_env(env_cfg).get_env_info()
+        assert (info.n_agents, info.episode_limit) == expected
+    for n_agents, limit, match in ((0, 25, "n_agents >= 1"), (3, 0, "episode_limit must be >= 1")):
+        env_cfg.n_agents, env_cfg.episode_limit = n_agents, limit
+        with pytest.raises(ValueError, match=match):
+            make_env(env_cfg)
+
+
+def test_a_failed_run_says_so(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="lica"), pytest.raises(ValueError, match="Unknown mpe scenario"):
+        train(compose_config(TINY + ["rollout.num_workers=0", "env.scenario=nowhere"]), run_dir=tmp_path)
+    assert ("== lica run failed (ValueError: Unknown mpe scenario 'nowhere'" in caplog.text
+            and "at 0 env steps (0 in this segment" in caplog.text and "no checkpoint was written" in caplog.text)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
@@ -133,12 +176,69 @@ def test_default_config_is_lica_on_spread():
     assert cfg.algo.entropy_coef == 0.1  # the paper's xi for Cooperative Navigation n=3
 
 
+PROGRESS_LINE = re.compile(r"\[lica.progress\]\[INFO\] - [\d,]+/1,600 env steps \(\d+\.\d %\), [\d,]+ env-steps/s, "
+                           r"ETA \d+:\d\d, last test return -?\d+\.\d\d \(at [\d,]+\)")
+
+
 @pytest.mark.slow
 def test_cli_entry_point_writes_into_outputs(tmp_path):
+    """Without a terminal: progress lines on stdout and in train.log, no library adverts
+    or known-harmless warnings, and an end message saying how the run ended."""
     out = subprocess.run(
-        [sys.executable, "-m", "lica.train", *TINY, "rollout.num_workers=0",
+        [sys.executable, "-m", "lica.train", *TINY, "rollout.num_workers=0", "trainer.log_every_s=0.01",
          f"hydra.run.dir={tmp_path}/run"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "test_return_mean: first" in out.stdout
     assert (tmp_path / "run" / "csv" / "metrics.csv").exists()
     assert (tmp_path / "run" / ".hydra" / "config.yaml").exists()
+    lines = PROGRESS_LINE.findall(out.stdout)
+    assert len(lines) >= 5, out.stdout
+    train_log = (tmp_path / "run" / "train.log").read_text()
+    assert PROGRESS_LINE.findall(train_log) == lines
+    assert "== lica run finished: 1600 env steps, 1600 of them in" in out.stdout and "== lica run finished" in train_log
+    for noise in ("Tip:", "litlogger", "LeafSpec", "max_epochs=1", "weights_only"):
+        assert noise not in out.stdout + out.stderr, noise
+
+
+@pytest.mark.slow
+def test_terminal_shows_an_env_step_bar(tmp_path):
+    """In a terminal: a bar over the env-step budget with rate, ETA and the last test return."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # 160 columns
+    proc = subprocess.Popen([sys.executable, "-m", "lica.train", *TINY, "rollout.num_workers=0",
+                             "trainer.enable_progress_bar=true", f"hydra.run.dir={tmp_path}"],
+                            cwd=ROOT, stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the process closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=300) == 0
+    screen = b"".join(chunks).decode(errors="replace")
+    assert re.search(r"lica: 100%\|█+\| 1\.60k/1\.60k env steps \[\d\d:\d\d<00:00, *[\d.]+k?steps/s, "
+                     r"last test return=-?\d+\.\d\d \(at 1,600\)\]", screen), screen[-3000:]
+    assert "lica.progress" not in screen  # the bar replaces the progress lines
+
+
+@pytest.mark.slow
+def test_tensorboard_logger_plots_against_env_steps(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(compose_config(TINY + ["rollout.num_workers=0", "logger=[csv,tensorboard]"]), run_dir=tmp_path)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    tested = [(e.step, e.value) for e in events.Scalars("test_return_mean")]
+    rows = [r for r in read_metrics(tmp_path) if r.get("test_return_mean")]
+    assert [s for s, _ in tested] == [0, 800, 1600]
+    assert [v for _, v in tested] == pytest.approx([float(r["test_return_mean"]) for r in rows])
+    assert len(events.Scalars("critic_loss")) == 40

@@ -102,12 +102,12 @@ def test_offline_run_carries_group_tags_config_and_test_metrics(tmp_path):
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["lica"]["logger_run_ids"]["WandbLogger"] == run["id"]
 
-    # resuming continues the same W&B run id, and the CSV keeps the rows written before
-    train(compose_config(TINY + ["logger=[csv,wandb]", "rollout.num_workers=0", "seed=1", "resume=true"]),
-          run_dir=tmp_path)
+    # resuming (with a larger budget) continues the same W&B run id, and the CSV keeps the rows written before
+    train(compose_config(TINY + ["logger=[csv,wandb]", "rollout.num_workers=0", "seed=1", "resume=true",
+                                 "trainer.max_env_steps=2000"]), run_dir=tmp_path)
     first, second = read_run(tmp_path)
     assert first["id"] == second["id"] == run["id"] and second["group"] == run["group"]
-    assert len([r for r in csv.DictReader((tmp_path / "csv" / "metrics.csv").open()) if r["test_return_mean"]]) == 3
+    assert len([r for r in csv.DictReader((tmp_path / "csv" / "metrics.csv").open()) if r["test_return_mean"]]) == 4
 
 
 @pytest.mark.slow

@@ -81,8 +81,11 @@ class ActorCriticModule(pl.LightningModule):
         raise NotImplementedError
 
     def evaluate(self, env_steps: int) -> dict[str, float]:
-        metrics = self.trainer.datamodule.evaluate(self.rollout_policy())
-        self.test_history.append({"env_steps": env_steps, **metrics})
+        """Greedy test episodes; the history entry also records the logger step of the row
+        the metrics go to (the batch count), so a resumed CSV can restore a lost row."""
+        dm = self.trainer.datamodule
+        metrics = dm.evaluate(self.rollout_policy())
+        self.test_history.append({"env_steps": env_steps, "step": dm.batches, **metrics})
         self.next_eval_at = env_steps + self.eval_interval
         self.log("test_return", metrics["test_return_mean"], prog_bar=True, logger=False, batch_size=1)
         return metrics
@@ -104,7 +107,7 @@ class ActorCriticModule(pl.LightningModule):
         dm = self.trainer.datamodule
         raise FloatingPointError(
             f"{problem} at env step {dm.env_steps} (batch {dm.batches}); the parameters were not "
-            f"updated and the last checkpoint is intact. Lower algo.{what}_lr or "
+            f"updated. Lower algo.{what}_lr or "
             "algo.grad_norm_clip, or check the environment's rewards for inf/NaN.")
 
     def after_critic_step(self) -> None:

@@ -45,7 +45,7 @@ class _MPETask(MultiAgentEnv):
 
     def __init__(self, raw_env: Any, learners: list[Any], episode_limit: int) -> None:
         if episode_limit < 1:
-            raise ValueError(f"episode_limit must be >= 1, got {episode_limit}.")
+            raise ValueError(f"episode_limit must be >= 1 (env.episode_limit), got {episode_limit}.")
         self._env = raw_env
         self._world = raw_env.world
         self._scenario = raw_env.scenario
@@ -68,6 +68,15 @@ class _MPETask(MultiAgentEnv):
 
     def get_env_info(self) -> EnvInfo:
         return self._info
+
+    def render_frame(self) -> dict[str, np.ndarray]:
+        """What a picture of the current state needs (:mod:`lica.render`): every entity's
+        position, radius and mpe2 colour, and which entities are the learned agents."""
+        entities = self._world.entities
+        learners = {id(a) for a in self._learners}
+        return {"pos": np.array([e.state.p_pos for e in entities]), "size": np.array([e.size for e in entities]),
+                "color": np.array([e.color for e in entities]),
+                "learner": np.array([id(e) in learners for e in entities])}
 
     # -- observations ------------------------------------------------------------------
     def _observation_parts(self, i: int, at: _SourceIndex) -> list[np.ndarray]:
@@ -198,6 +207,9 @@ class CooperativeNavigation(_MPETask):
     def __init__(self, n_agents: int = 3, episode_limit: int = 25) -> None:
         from mpe2 import simple_spread_v3
 
+        if n_agents < 1:
+            raise ValueError(f"Cooperative Navigation needs n_agents >= 1 (env.n_agents), got {n_agents}.")
+
         raw = simple_spread_v3.raw_env(N=n_agents, max_cycles=episode_limit)
         super().__init__(raw, list(raw.world.agents), episode_limit)
         sizes = np.array([a.size for a in raw.world.agents])
@@ -237,6 +249,9 @@ class PredatorPrey(_MPETask):
     def __init__(self, episode_limit: int = 200, capture_bonus: float = 10.0,
                  n_predators: int = 3, n_obstacles: int = 2) -> None:
         from mpe2 import simple_tag_v3
+
+        if n_predators < 1:
+            raise ValueError(f"Predator-Prey needs n_predators >= 1 (env.n_agents), got {n_predators}.")
 
         raw = simple_tag_v3.raw_env(num_good=1, num_adversaries=n_predators,
                                     num_obstacles=n_obstacles, max_cycles=episode_limit)
@@ -285,15 +300,17 @@ def _norm(d: np.ndarray) -> np.ndarray:
 
 
 def make_env(cfg: EnvConfig) -> MultiAgentEnv:
-    """Build the mpe2 task named by ``cfg.scenario``."""
-    limit = cfg.episode_limit
+    """Build the mpe2 task named by ``cfg.scenario``.  ``env.n_agents`` / ``env.episode_limit``
+    null take the task's own default (3 agents; 25 steps for spread, 200 for predator_prey);
+    any number is used as given (below 1 is an error)."""
+    kw: dict[str, Any] = {} if cfg.episode_limit is None else {"episode_limit": cfg.episode_limit}
     if cfg.scenario == "spread":
-        return CooperativeNavigation(n_agents=cfg.n_agents or 3, episode_limit=limit or 25, **cfg.args)
+        if cfg.n_agents is not None:
+            kw["n_agents"] = cfg.n_agents
+        return CooperativeNavigation(**kw, **cfg.args)
     if cfg.scenario == "predator_prey":
-        if cfg.n_agents not in (None, 3):
-            kw = {"n_predators": cfg.n_agents}
-        else:
-            kw = {}
-        return PredatorPrey(episode_limit=limit or 200, **kw, **cfg.args)
+        if cfg.n_agents is not None:
+            kw["n_predators"] = cfg.n_agents
+        return PredatorPrey(**kw, **cfg.args)
     raise ValueError(f"Unknown mpe scenario {cfg.scenario!r}: choose 'spread' or 'predator_prey' "
                      "(env=spread, env=spread5, env=predator_prey).")
