@@ -7,6 +7,7 @@ prints a summary and returns the final greedy test return (what a sweeper optimi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import time
@@ -92,7 +93,7 @@ def train(dcfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]
         "run_dir": str(run_dir), "env_steps": dm.env_steps, "wall_time_s": round(elapsed, 1),
         "env_steps_per_s": round(dm.env_steps / max(elapsed, 1e-9), 1),
         "first_test": history[0] if history else None, "final_test": history[-1] if history else None,
-        "tags": run_tags(cfg), "resumed_from": ckpt_path,
+        "tags": run_tags(cfg), "env_info": dataclasses.asdict(dm.env_info), "resumed_from": ckpt_path,
         "interrupted_by": preemption.received.name if preemption.received else None,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
