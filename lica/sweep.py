@@ -47,7 +47,8 @@ class JobRecord:
 
 
 class JobFailed(RuntimeError):
-    """A job that failed outside the submitting process; ``log`` holds its traceback."""
+    """A job that failed outside the submitting process: the last lines of its error;
+    ``log`` holds the whole traceback."""
 
     def __init__(self, message: str, log: str | None) -> None:
         super().__init__(message)
@@ -112,11 +113,10 @@ def record_results(records: Sequence[JobRecord], first: int, results: Sequence[A
         err = ret._return_value  # JobReturn.return_value re-raises it
         record.status = "FAILED"
         if isinstance(err, JobFailed):
-            text, record.log = str(err), err.log
+            record.error, record.log = str(err), err.log
         else:  # ran in this process (basic launcher): the job's own log has the traceback
-            text = "".join(traceback.format_exception(err))
+            record.error = last_lines("".join(traceback.format_exception(err)))
             record.log = str(Path(record.working_dir) / f"{ret.task_name}.log")  # Hydra's job log
-        record.error = last_lines(text)
 
 
 def last_lines(text: str, n: int = ERROR_LINES) -> str:
@@ -129,7 +129,6 @@ def collect_submitit(jobs: Sequence[Any], job_overrides: Sequence[Sequence[str]]
     per job: the job's own, or a FAILED one whose error is a :class:`JobFailed` naming
     the job's stderr file."""
     import submitit
-    from hydra.core.utils import JobReturn, JobStatus
 
     pending = {j.job_id for j in jobs}
     for job in submitit.helpers.as_completed(jobs, poll_frequency=1):
@@ -141,16 +140,22 @@ def collect_submitit(jobs: Sequence[Any], job_overrides: Sequence[Sequence[str]]
     for job, overrides in zip(jobs, job_overrides):
         try:
             results.append(job.results()[0])
-        except submitit.core.utils.UncompletedJobError as err:  # raised in the job, or killed/cancelled
-            results.append(JobReturn(overrides=list(overrides), status=JobStatus.FAILED,
-                                     _return_value=JobFailed(_job_error(str(err)), log=str(job.paths.stderr))))
+        except submitit.core.utils.FailedJobError as err:  # raised in the job: submitit quotes the traceback
+            error = last_lines(str(err).split("You can check full logs")[0])
+            results.append(_failed(overrides, error, job))
+        except submitit.core.utils.UncompletedJobError:  # killed, cancelled, timed out: no result
+            stderr = job.stderr() or ""
+            error = f"job {job.job_id} ended {job.state} without a result" + (
+                f"; its stderr ends:\n{last_lines(stderr, ERROR_LINES - 1)}" if stderr.strip() else "")
+            results.append(_failed(overrides, error, job))
     return results
 
 
-def _job_error(message: str) -> str:
-    """submitit's message without the paths it appends: the traceback (a job that raised) or
-    the tail of its stderr (a job killed or cancelled)."""
-    return message.split("You can check full logs")[0]
+def _failed(overrides: Sequence[str], error: str, job: Any) -> Any:
+    from hydra.core.utils import JobReturn, JobStatus
+
+    return JobReturn(overrides=list(overrides), status=JobStatus.FAILED,
+                     _return_value=JobFailed(error, log=str(job.paths.stderr)))
 
 
 def failure_lines(records: Sequence[JobRecord]) -> list[str]:

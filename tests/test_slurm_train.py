@@ -1,5 +1,6 @@
 """lica sweeps on the real bundled SLURM cluster (started by the ``slurm_cluster`` fixture):
-a 2x2 grid as one job array, a crashing job, and requeue-and-resume on preemption."""
+a 2x2 grid as one job array, a failing task, a cancelled task, and requeue-and-resume on
+preemption."""
 
 from __future__ import annotations
 
@@ -91,6 +92,29 @@ def test_failing_task_is_failed_in_sacct_and_reported_and_fails_the_sweep(slurm_
     assert f"log: {err_log}" in failures
     assert [r.status for r in read_jobs(tmp_path)] == ["COMPLETED", "FAILED"]
     print(f"sweep with a failing task on SLURM: {time.time() - started:.1f} s wall")
+
+
+def test_sweep_waits_for_the_other_tasks_when_one_is_cancelled(slurm_cluster, tmp_path):
+    """scancel of one running task: the sweep still waits for the other to finish, then
+    reports the cancelled one as failed and exits non-zero."""
+    proc = multirun(slurm_cluster, tmp_path, "seed=0,1", "trainer.max_env_steps=12000",
+                    "trainer.checkpoint_every_iters=1000", wait=False)
+    deadline = time.time() + 180  # both tasks started (Hydra wrote their configs): cancel the first
+    while time.time() < deadline and not all((tmp_path / j / ".hydra" / "config.yaml").exists() for j in "01"):
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.5)
+    (array_id,) = {p.name.split("_")[0] for p in (tmp_path / ".submitit").iterdir() if p.name[0].isdigit()}
+    slurm_cluster.run("scancel", f"{array_id}_0")
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1, stderr[-3000:]
+    # the other task ran to its end before the sweep returned
+    assert json.loads((tmp_path / "1" / "summary.json").read_text())["env_steps"] == 12000
+    assert f"waiting for 1 more: {array_id}_1" in stdout + stderr
+    states = sacct_states(slurm_cluster, array_id, 2)
+    assert states[f"{array_id}_0"].startswith("CANCELLED") and states[f"{array_id}_1"] == "COMPLETED 0:0"
+    report = stdout[stdout.index("== lica multirun"):]
+    assert "FAILED jobs (1):" in report and "job 0 (" in report and "CANCELLED" in report
+    assert [r.status for r in read_jobs(tmp_path)] == ["FAILED", "COMPLETED"]
 
 
 def test_preempted_job_saves_requeues_and_resumes(slurm_cluster, tmp_path):
