@@ -33,8 +33,9 @@ plot: $(STAMP) ## paper-style figures of a multirun: make plot RUNS=outputs/mult
 	@test -n "$(RUNS)" || { echo "usage: make plot RUNS=<multirun folder> [ARGS='--metric policy_entropy']"; exit 2; }
 	$(PY) -m lica.plot $(RUNS) $(ARGS)
 
-dashboard: $(STAMP) ## W&B report comparing C_Mix/C_MLP and beta/xi: make dashboard ENTITY=e PROJECT=p (needs network)
-	$(PY) -m lica.dashboard --entity "$(ENTITY)" --project "$(PROJECT)" $(ARGS)
+dashboard: $(STAMP) ## W&B report of a multirun's variants: make dashboard ENTITY=e PROJECT=p RUNS=<multirun folder> (needs network)
+	@test -n "$(RUNS)" || { echo "usage: make dashboard ENTITY=e PROJECT=p RUNS=<multirun folder> [ARGS=--dry-run]"; exit 2; }
+	$(PY) -m lica.dashboard --entity "$(ENTITY)" --project "$(PROJECT)" --runs $(RUNS) $(ARGS)
 
 traffic-junction: $(STAMP) ## the 1-step Traffic Junction study (Fig. 5), LICA vs COMA, 20000 initialisations
 	$(PY) -m lica.analysis.traffic_junction --n-inits 20000 --out outputs/traffic_junction $(ARGS)

@@ -114,9 +114,9 @@ class WandbLoggerConfig:
     project: Optional[str] = None  # None: $WANDB_PROJECT, else "lica"
     entity: Optional[str] = None  # None: $WANDB_ENTITY, else the API key's default entity
     mode: Optional[str] = None  # online | offline | disabled; None: $WANDB_MODE, else offline without an API key
-    group: Optional[str] = None  # None: <name>-<critic>-<xi|beta coef>-<hash of the config without the seed>
+    group: Optional[str] = None  # None: the run's variant, "<label> [<variant id>]" (lica/variants.py)
     tags: list[str] = field(default_factory=list)  # added to the automatic critic:/entropy:/env:... tags
-    name: Optional[str] = None  # run display name; None: <name>-<critic>-<xi|beta coef>-seed<seed>
+    name: Optional[str] = None  # run display name; None: "<name> | <variant label> | seed <seed>"
     job_type: Optional[str] = None
     init_timeout_s: float = 60.0  # online only: after this long without the server, log offline instead
 

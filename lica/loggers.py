@@ -7,19 +7,26 @@ event files to ``<run dir>/tensorboard/`` (env steps as TensorBoard's step).  Th
 * lives under the run folder (``<run dir>/wandb/``), one run per job of a multirun: it is
   finished when Lightning finalizes its loggers (end of ``fit``, success or failure), and a
   run a crashed earlier job left open in the same process is finished before a new one starts;
-* is **offline** unless asked otherwise or an API key is configured (``WANDB_API_KEY`` or
-  a ``wandb login`` entry in ``~/.netrc``): no network call, no hang, ``wandb sync`` later.
+* is **offline** unless asked otherwise or an API key is configured
+  (:func:`wandb_credentials_configured`: ``WANDB_API_KEY``, the key ``wandb login`` stored
+  for wandb's own server URL, or wandb's settings; no network call, no hang).  An offline
+  run prints the exact ``wandb sync <path>`` command that uploads it when it finishes.
   Online, a start that fails within ``init_timeout_s`` (a compute node without internet
   but with a shared ``~/.netrc``) falls back to offline with a warning instead of failing;
-* is grouped so that the seeds of one variant fold into one W&B group
-  (:func:`wandb_group`: explicit ``logger.wandb.group``, else the experiment name, the
-  variant and a short hash of the config without the seed and the execution-only settings);
-* carries the comparison fields (:func:`run_tags`) as tags (``critic:mix``...) and as flat
-  config keys (``critic``, ``entropy``, ``entropy_coef``, ``actor_input``, ``env_id``,
-  ``algo_name``, ``seed``, ``variant`` = the group, and the paper's names
-  ``critic_label`` = C_Mix | C_MLP, ``entropy_label`` = ξ=<coef> | β=<coef>) that
+* is grouped by its variant (:mod:`lica.variants`): ``logger.wandb.group`` if set, else
+  ``<label> [<variant id>]`` -- in a multirun the label the sweep gave the job (what
+  differs across its jobs, the same as the end-of-sweep table), in a single run the
+  run's description; the id hashes every learning-relevant setting, so the seeds of one
+  variant, and only they, share a group;
+* carries the comparison fields (:func:`lica.variants.run_tags`) as tags (``critic:mix``...)
+  and as flat config keys (``critic``, ``entropy``, ``entropy_coef``, ``actor_input``,
+  ``env_id`` = env label with the agent count, ``algo_name``, ``seed``, ``experiment``,
+  ``variant`` = the group, ``variant_id``, ``variant_label``, and the paper's names
+  ``critic_label`` = C_Mix | C_MLP | COMA, ``entropy_label`` = ξ=<coef> | β=<coef>) that
   dashboards group by (:mod:`lica.dashboard`);
-* plots against ``env_steps`` (``define_metric``), the x-axis of every figure in the paper;
+* logs metrics as ``train/<name>`` and ``test/<name>`` (:func:`wandb_key`; the CSV keeps
+  the plain names) against ``env_steps`` (``define_metric``), the x-axis of every figure
+  in the paper;
 * continues the same run id when a job resumes from a checkpoint: the id is read from
   ``checkpoint["lica"]["logger_run_ids"]["WandbLogger"]`` (:func:`checkpoint_logger_state`).
 """
@@ -27,16 +34,12 @@ event files to ``<run dir>/tensorboard/`` (env steps as TensorBoard's step).  Th
 from __future__ import annotations
 
 import csv
-import dataclasses
-import hashlib
 import io
-import json
-import netrc
 import os
+import shlex
 import warnings
 from pathlib import Path
-from typing import Any, Optional, Sequence
-from urllib.parse import urlparse
+from typing import Any, Iterable, Optional, Sequence
 
 from pytorch_lightning.loggers import CSVLogger as _LightningCSVLogger
 from pytorch_lightning.loggers import Logger
@@ -46,17 +49,11 @@ from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 
 from lica.config import TrainConfig
+from lica.sweep import current_job
+from lica.variants import Variant, critic_label, describe, entropy_label, env_label, flatten, run_tags, variant_id
 
 WANDB_MODES = ("online", "offline", "disabled")
-
-# Settings that change how a run executes, not what it learns: two runs that differ only
-# here are seeds of the same variant (same W&B group).
-EXECUTION_ONLY = (
-    "seed", "output_dir", "ckpt_path", "resume", "logger",
-    "trainer.enable_progress_bar", "trainer.log_every_s", "trainer.checkpoint_every_iters", "trainer.accelerator",
-    "trainer.devices", "trainer.torch_threads", "algo.critic_fast_path",
-    "rollout.num_workers", "rollout.test_num_workers", "rollout.worker_timeout_s", "rollout.start_method",
-)
+WANDB_GROUP_MAX = 128  # characters W&B keeps of a group name
 
 
 def build_loggers(cfg: TrainConfig, run_dir: Path, ckpt_path: str | Path | None = None) -> list[Logger]:
@@ -79,16 +76,6 @@ def build_loggers(cfg: TrainConfig, run_dir: Path, ckpt_path: str | Path | None 
         loggers.append(TensorBoardLogger(save_dir=str(run_dir), name=cfg.logger.tensorboard.name, version="",
                                          default_hp_metric=False, **purge))
     return loggers
-
-
-def run_tags(cfg: TrainConfig) -> dict[str, Any]:
-    """The fields runs are grouped and compared by (logged as hyper-parameters)."""
-    algo = cfg.algo
-    coma = algo.name == "coma"  # COMA has its own critic and no critic input
-    return {"algo": algo.name, "critic": "coma" if coma else algo.critic, "entropy": algo.entropy,
-            "entropy_coef": algo.entropy_coef if algo.entropy == "adaptive" else algo.beta,
-            "actor_input": "sampled" if coma else algo.actor_input,
-            "env": f"{cfg.env.backend}:{cfg.env.scenario}", "seed": cfg.seed}
 
 
 # -- CSV -------------------------------------------------------------------------------
@@ -180,10 +167,29 @@ class TensorBoardLogger(_LightningTensorBoardLogger):
 
 
 # -- W&B -------------------------------------------------------------------------------
+def wandb_key(name: str) -> str:
+    """The W&B name of a logged metric: ``test_<x>`` -> ``test/<x>``, ``train_<x>`` ->
+    ``train/<x>``, other training metrics ``<x>`` -> ``train/<x>``; ``env_steps`` (the
+    x-axis) stays.  The CSV keeps the plain names."""
+    if name == "env_steps":
+        return name
+    for split in ("test", "train"):
+        if name.startswith(split + "_"):
+            return f"{split}/{name[len(split) + 1:]}"
+    return f"train/{name}"
+
+
+def wandb_sync_command(paths: Iterable[str | Path]) -> str:
+    """``wandb sync <paths>`` for offline run folders ('' when there are none)."""
+    paths = [shlex.quote(str(p)) for p in paths]
+    return f"wandb sync {' '.join(paths)}" if paths else ""
+
+
 class WandbLogger(_LightningWandbLogger):
     """Lightning's ``WandbLogger`` (same class name, so checkpoints record its run id under
-    ``logger_run_ids["WandbLogger"]``) that plots against ``env_steps`` and finishes its
-    W&B run when Lightning finalizes the loggers, so each job of a multirun is its own run."""
+    ``logger_run_ids["WandbLogger"]``) that logs ``train/`` and ``test/`` metrics against
+    ``env_steps``, finishes its W&B run when Lightning finalizes the loggers (so each job
+    of a multirun is its own run) and, offline, prints the ``wandb sync`` command."""
 
     _finished = False
 
@@ -201,8 +207,8 @@ class WandbLogger(_LightningWandbLogger):
 
             if not (fresh and isinstance(err, CommError) and self._wandb_init.get("mode") == "online"):
                 raise
-            warnings.warn(f"W&B could not start online ({str(err)[:200]}); logging offline instead: "
-                          f"upload later with `wandb sync {self.save_dir}/wandb/offline-run-*`", stacklevel=2)
+            warnings.warn(f"W&B could not start online ({str(err)[:200]}); logging offline instead "
+                          "(the `wandb sync` command is printed when the run ends)", stacklevel=2)
             self._wandb_init["mode"] = "offline"
             self._wandb_init.pop("settings", None)
             run = super().experiment
@@ -211,15 +217,25 @@ class WandbLogger(_LightningWandbLogger):
             run.define_metric("*", step_metric="env_steps", step_sync=True)
         return run
 
+    def log_metrics(self, metrics: dict[str, Any], step: Optional[int] = None) -> None:
+        super().log_metrics({wandb_key(k): v for k, v in metrics.items()}, step)
+
     def finalize(self, status: str) -> None:
         super().finalize(status)
         self.finish(exit_code=1 if status == "failed" else 0)
 
     def finish(self, exit_code: int = 0) -> None:
-        """Finish the W&B run (idempotent); its id stays readable as :attr:`version`."""
-        if self._experiment is not None and not self._finished and hasattr(self._experiment, "finish"):
-            self._finished = True
-            self._experiment.finish(exit_code=exit_code)
+        """Finish the W&B run (idempotent; its id stays readable as :attr:`version`); an
+        offline run prints the command that uploads it."""
+        run = self._experiment
+        if run is None or self._finished or not hasattr(run, "finish"):
+            return
+        self._finished = True
+        offline = run.settings.mode == "offline"
+        run.finish(exit_code=exit_code)
+        if offline:
+            print(f"lica: W&B run {run.id} logged offline; upload it with: "
+                  f"{wandb_sync_command([run.settings.sync_dir])}", flush=True)
 
 
 def build_wandb_logger(cfg: TrainConfig, run_dir: Path, run_id: str | None = None) -> WandbLogger:
@@ -227,8 +243,7 @@ def build_wandb_logger(cfg: TrainConfig, run_dir: Path, run_id: str | None = Non
     wcfg = cfg.logger.wandb
     assert wcfg is not None
     finish_active_run()
-    tags = run_tags(cfg)
-    group = wandb_group(cfg)
+    variant = wandb_variant(cfg)
     mode = wandb_mode(wcfg.mode)
     extra: dict[str, Any] = {}
     if mode == "online":
@@ -239,27 +254,44 @@ def build_wandb_logger(cfg: TrainConfig, run_dir: Path, run_id: str | None = Non
         save_dir=str(run_dir),
         project=wcfg.project or os.environ.get("WANDB_PROJECT") or "lica",
         entity=wcfg.entity or os.environ.get("WANDB_ENTITY") or None,
-        name=wcfg.name or f"{_variant_label(cfg)}-seed{cfg.seed}",
+        name=wcfg.name or f"{cfg.name} | {variant.label} | seed {cfg.seed}",
         id=run_id,
-        group=group,
+        group=wandb_group(cfg),
         job_type=wcfg.job_type,
-        tags=[f"{k}:{v}" for k, v in tags.items()] + list(wcfg.tags),
-        config=wandb_run_config(cfg, group),
+        tags=[f"{k}:{v}"[:64] for k, v in run_tags(cfg).items()] + [f"variant:{variant.id}"] + list(wcfg.tags),
+        config=wandb_run_config(cfg),
         mode=mode,
         **extra,
     )
 
 
-def wandb_run_config(cfg: TrainConfig, group: str) -> dict[str, Any]:
+def wandb_variant(cfg: TrainConfig) -> Variant:
+    """The run's variant: in a job of a lica multirun the label the sweep planned for it
+    (:func:`lica.sweep.current_job`), in a single run its description."""
+    job = current_job()
+    return Variant(id=variant_id(cfg), label=job.variant if job else describe(cfg), env=env_label(flatten(cfg)))
+
+
+def wandb_group(cfg: TrainConfig) -> str:
+    """``logger.wandb.group`` if set, else the variant: ``<label> [<variant id>]``."""
+    if cfg.logger.wandb is not None and cfg.logger.wandb.group:
+        return cfg.logger.wandb.group
+    variant = wandb_variant(cfg)
+    room = WANDB_GROUP_MAX - len(variant.id) - 3
+    label = variant.label if len(variant.label) <= room else variant.label[:room - 1] + "…"
+    return f"{label} [{variant.id}]"
+
+
+def wandb_run_config(cfg: TrainConfig) -> dict[str, Any]:
     """Flat config keys W&B dashboards group and filter by (the full config is added by
     ``log_hyperparams``; ``env``/``algo`` there are dicts, hence ``env_id``/``algo_name``)."""
-    from lica.plot import variant_label
-
     tags = run_tags(cfg)
+    s = flatten(cfg)
+    variant = wandb_variant(cfg)
     return {"critic": tags["critic"], "entropy": tags["entropy"], "entropy_coef": tags["entropy_coef"],
             "actor_input": tags["actor_input"], "env_id": tags["env"], "algo_name": tags["algo"],
-            "seed": tags["seed"], "variant": group,
-            "critic_label": variant_label(tags, ["critic"]), "entropy_label": variant_label(tags, ["entropy"])}
+            "seed": tags["seed"], "experiment": cfg.name, "variant": wandb_group(cfg), "variant_id": variant.id,
+            "variant_label": variant.label, "critic_label": critic_label(s), "entropy_label": entropy_label(s)}
 
 
 def wandb_mode(mode: Optional[str]) -> str:
@@ -277,47 +309,19 @@ def wandb_mode(mode: Optional[str]) -> str:
 
 
 def wandb_credentials_configured() -> bool:
-    """True when W&B has an API key without asking the server: ``WANDB_API_KEY``, or the
-    ``machine`` entry ``wandb login`` writes to the netrc file (``$NETRC`` or ``~/.netrc``)."""
-    if os.environ.get("WANDB_API_KEY"):
+    """True when wandb has an API key for its server, found the way wandb itself finds
+    one without prompting or a network call: ``WANDB_API_KEY``, the netrc entry ``wandb
+    login`` wrote for wandb's server URL (``WANDB_BASE_URL`` or wandb's default, whatever
+    host that is), or wandb's settings."""
+    from wandb import env
+    from wandb.sdk import wandb_setup
+    from wandb.sdk.lib import wbauth
+
+    if os.environ.get(env.API_KEY):
         return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
-    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
-    try:
-        return host is not None and netrc.netrc(str(path)).authenticators(host) is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
-def variant_hash(cfg: TrainConfig) -> str:
-    """Short hash of the config without the seed and the execution-only settings: the
-    same for every seed of a variant, different when anything that is learned differs."""
-    flat = _flatten(dataclasses.asdict(cfg))
-    kept = {k: v for k, v in flat.items() if not any(k == p or k.startswith(p + ".") for p in EXECUTION_ONLY)}
-    return hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
-
-
-def wandb_group(cfg: TrainConfig) -> str:
-    """``logger.wandb.group`` if set, else ``<name>-<critic>-<xi|beta><coef>-<variant hash>``."""
-    if cfg.logger.wandb is not None and cfg.logger.wandb.group:
-        return cfg.logger.wandb.group
-    return f"{_variant_label(cfg)}-{variant_hash(cfg)}"
-
-
-def _variant_label(cfg: TrainConfig) -> str:
-    tags = run_tags(cfg)
-    coef = ("xi" if tags["entropy"] == "adaptive" else "beta") + f"{tags['entropy_coef']:g}"
-    return f"{cfg.name}-{tags['critic']}-{coef}"
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+    settings = wandb_setup.singleton().settings
+    base_url = os.environ.get(env.BASE_URL) or settings.base_url
+    return bool(wbauth.read_netrc_auth(host=base_url) or settings.api_key)
 
 
 # -- resume and clean-up ---------------------------------------------------------------

@@ -1,260 +1,150 @@
 """Paper-style comparison figures from a multirun folder, without W&B.
 
-    python -m lica.plot outputs/multiruns/<date>/<time>_<name> \
-        [--metric test_return_mean] [--group-by critic,entropy] [--out DIR] [--no-entropy]
+    python -m lica.plot outputs/multiruns/<date>/<time>_<name> [--metric test_return_mean] [--out DIR] [--no-entropy]
 
-Reads every job's ``csv/metrics.csv`` and its variant fields (``summary.json`` "tags",
-else ``csv/hparams.yaml`` "tags", else ``.hydra/config.yaml``), groups the runs into
-variants (``--group-by``; seeds fold together), aligns the seeds of a variant on a common
-env-step grid (the union of their logged env steps over the span every seed covers,
-linear interpolation) and draws, as in the paper:
+Reads every job of the folder (:func:`lica.runs.load_runs`: config, ``csv/metrics.csv``,
+variant as defined in :mod:`lica.variants`, status), aligns the seeds of each variant on
+a common env-step grid (the union of their logged env steps over the span every seed
+covers, linear interpolation) and draws, as in the paper, one panel per environment:
 
-* ``<metric>.png`` -- median with the 1st-3rd quartile band vs env steps (Fig. 4), one
-  panel per environment;
-* ``policy_entropy.png`` -- the entropy trajectories of the same variants (Fig. 2b-c).
+* ``<metric>.png`` / ``.pdf`` -- the median over seeds with markers at the evaluation
+  points, and the 25th-75th percentile band where a variant has at least 3 seeds (Fig. 4);
+* ``policy_entropy.png`` / ``.pdf`` -- the entropy trajectories of the same variants in
+  nats, with the maximum ln|A| (uniform policy) drawn as a line (Fig. 2b-c).
 
-:func:`plot_multirun` returns the figures and the curves they were drawn from
-(:class:`Curve`), so the numbers can be checked; :func:`variant_rows` /
-:func:`format_variant_table` give the per-variant table the Hydra callback prints.
+Failed and unfinished runs are left out of the curves and named in a note under the figure
+and in the messages.  :func:`plot_multirun` returns the figures and the curves they were
+drawn from (:class:`Curve`), so the numbers can be checked.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import re
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-VARIANT_FIELDS = ("algo", "critic", "entropy", "entropy_coef", "actor_input", "env")
-GROUP_FIELDS = ("algo", "critic", "entropy", "actor_input", "env")  # entropy includes its coefficient
+from lica.runs import RunRecord, RunsError, by_variant, check_metric, finished, load_runs
+
 ENTROPY_METRIC = "policy_entropy"
+MIN_SEEDS_FOR_BAND = 3
+FORMATS = ("png", "pdf")
+# y-axis titles: what is measured and in which unit
 METRIC_LABELS = {
-    "test_return_mean": "test return (median over seeds)",
-    "test_battle_won_mean": "test win rate (median over seeds)",
-    "test_ep_length_mean": "test episode length",
-    "policy_entropy": "policy entropy H(π)",
-    "train_return_mean": "training return",
-    "critic_loss": "critic loss",
+    "test_return_mean": "test return (team reward summed over an episode)",
+    "test_battle_won_mean": "test win rate (fraction of episodes won)",
+    "test_ep_length_mean": "test episode length (steps)",
+    "policy_entropy": "policy entropy (nats)",
+    "train_return_mean": "training return (team reward summed over an episode)",
+    "critic_loss": "critic loss (mean squared TD(λ) error)",
 }
 
 
-class PlotError(ValueError):
-    """A multirun folder that cannot be plotted as asked (the message says why)."""
-
-
-# -- loading ---------------------------------------------------------------------------
-@dataclass
-class RunRecord:
-    """One job of a multirun: its folder, variant fields and logged rows."""
-
-    path: Path
-    tags: dict[str, Any]
-    rows: list[dict[str, str]]
-
-    @property
-    def seed(self) -> Any:
-        return self.tags.get("seed")
-
-    @property
-    def metrics(self) -> set[str]:
-        """Columns with at least one value in this run."""
-        return {k for row in self.rows for k, v in row.items() if v not in ("", None)}
-
-    def series(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
-        """(env steps, values) of ``metric``, sorted by env step; a step logged twice
-        (a resumed run) keeps its last value."""
-        points: dict[float, float] = {}
-        for row in self.rows:
-            value, step = row.get(metric), row.get("env_steps")
-            if value not in ("", None) and step not in ("", None):
-                points[float(step)] = float(value)
-        steps = np.array(sorted(points), dtype=float)
-        return steps, np.array([points[s] for s in steps], dtype=float)
-
-
-def find_run_dirs(folder: str | Path) -> list[Path]:
-    """Run folders under ``folder`` (or ``folder`` itself): those holding
-    ``<logger name>/metrics.csv``, in job-number order."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise PlotError(f"{folder} is not a folder (expected a multirun folder such as "
-                        "outputs/multiruns/<date>/<time>_<name>)")
-    dirs = {p.parent.parent for p in folder.rglob("metrics.csv") if "wandb" not in p.parts}
-    return sorted(dirs, key=_natural_key)
-
-
-def load_runs(folder: str | Path) -> list[RunRecord]:
-    """Every run under ``folder`` with its metrics and variant fields."""
-    folder = Path(folder)
-    run_dirs = find_run_dirs(folder)
-    if not run_dirs:
-        raise PlotError(f"no runs found under {folder}: expected one folder per job holding "
-                        "csv/metrics.csv (a multirun folder such as outputs/multiruns/<date>/<time>_<name>, "
-                        "with logger=csv or logger=[csv,wandb])")
-    runs = []
-    for run_dir in run_dirs:
-        metrics_file = next(p for p in sorted(run_dir.glob("*/metrics.csv")))
-        with metrics_file.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-        runs.append(RunRecord(path=run_dir, tags=read_tags(run_dir), rows=rows))
-    return runs
-
-
-def read_tags(run_dir: Path) -> dict[str, Any]:
-    """The run's variant fields (those of :func:`lica.loggers.run_tags`)."""
-    summary = run_dir / "summary.json"
-    if summary.exists():
-        tags = json.loads(summary.read_text()).get("tags")
-        if tags:
-            return tags
-    from omegaconf import OmegaConf
-
-    for hparams in sorted(run_dir.glob("*/hparams.yaml")):
-        tags = OmegaConf.to_container(OmegaConf.load(hparams)).get("tags")
-        if tags:
-            return tags
-    hydra_cfg = run_dir / ".hydra" / "config.yaml"
-    if hydra_cfg.exists():
-        c = OmegaConf.load(hydra_cfg)
-        algo = c.algo
-        return {"algo": algo.name, "critic": algo.critic, "entropy": algo.entropy,
-                "entropy_coef": algo.entropy_coef if algo.entropy == "adaptive" else algo.beta,
-                "actor_input": algo.actor_input, "env": f"{c.env.backend}:{c.env.scenario}",
-                "seed": c.seed}
-    raise PlotError(f"cannot tell which variant {run_dir} is: it has no summary.json, "
-                    "csv/hparams.yaml with tags, or .hydra/config.yaml")
-
-
-def check_metric(runs: Sequence[RunRecord], metric: str) -> None:
-    """Fail, naming the runs, when some runs did not log ``metric``."""
-    missing = [r for r in runs if metric not in r.metrics]
-    if not missing:
-        return
-    common = sorted(set.intersection(*(r.metrics for r in runs)) - {"env_steps", "step"})
-    if len(missing) == len(runs):
-        raise PlotError(f"no run logged {metric!r}; metrics every run logged: {', '.join(common)}")
-    raise PlotError(
-        f"the runs logged different metrics: {metric!r} is missing in {len(missing)} of {len(runs)} runs "
-        f"({', '.join(str(r.path) for r in missing)}); metrics every run logged: {', '.join(common)}")
+def metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric.replace("_", " "))
 
 
 # -- aggregation -----------------------------------------------------------------------
 @dataclass
 class Curve:
-    """One variant's seeds on a common env-step grid: median and quartiles."""
+    """One variant's finished seeds on a common env-step grid: median and quartiles."""
 
     label: str
     env: str
-    key: tuple
+    variant_id: str
     steps: np.ndarray
     median: np.ndarray
     q1: np.ndarray
     q3: np.ndarray
     seeds: list[Any]
     runs: list[Path] = field(default_factory=list)
+    eval_steps: np.ndarray = field(default_factory=lambda: np.zeros(0))  # where the policy was tested
 
     @property
     def n_seeds(self) -> int:
         return len(self.runs)
 
-
-def variant_label(tags: dict[str, Any], fields: Iterable[str]) -> str:
-    """Paper names: C_Mix / C_MLP, ξ (adaptive entropy, Eq. 6) / β (vanilla, Eq. 5)."""
-    parts = []
-    for f in fields:
-        v = tags.get(f)
-        if f == "critic":
-            parts.append({"mix": "C_Mix", "mlp": "C_MLP"}.get(v, str(v)))
-        elif f == "entropy":
-            sym = "ξ" if v == "adaptive" else "β" if v == "vanilla" else str(v)
-            parts.append(f"{sym}={tags.get('entropy_coef'):g}" if tags.get("entropy_coef") is not None else sym)
-        elif f == "actor_input":
-            parts.append({"probs": "π input", "gumbel": "Gumbel input"}.get(v, str(v)))
-        elif f == "algo":
-            parts.append(str(v).upper())
-        else:
-            parts.append(f"{f}={v}" if f != "env" else str(v))
-    return ", ".join(parts)
+    @property
+    def has_band(self) -> bool:
+        return self.n_seeds >= MIN_SEEDS_FOR_BAND
 
 
-def group_runs(runs: Sequence[RunRecord], group_by: Sequence[str]) -> dict[tuple, list[RunRecord]]:
-    """Runs per variant, keyed by the ``group_by`` fields and the env (``entropy``
-    includes its coefficient)."""
-    unknown = [g for g in group_by if g not in GROUP_FIELDS]
-    if unknown:
-        raise PlotError(f"unknown --group-by field(s) {', '.join(unknown)}; choose from {', '.join(GROUP_FIELDS)}")
-    groups: dict[tuple, list[RunRecord]] = {}
-    for run in runs:
-        groups.setdefault(_group_key(run.tags, group_by), []).append(run)
-    return groups
-
-
-def _group_key(tags: dict[str, Any], group_by: Sequence[str]) -> tuple:
-    key: list[Any] = [("env", tags.get("env"))]
-    for f in group_by:
-        if f != "env":
-            key.append((f, tags.get(f)))
-        if f == "entropy":
-            key.append(("entropy_coef", tags.get("entropy_coef")))
-    return tuple(key)
-
-
-def aggregate(runs: Sequence[RunRecord], metric: str, group_by: Sequence[str] = ("critic", "entropy"),
-              messages: list[str] | None = None) -> list[Curve]:
-    """One :class:`Curve` per variant: the seeds interpolated onto the union of their env
-    steps within the span all of them cover, then median and 25th/75th percentiles."""
+def aggregate(runs: Sequence[RunRecord], metric: str, messages: list[str] | None = None) -> list[Curve]:
+    """One :class:`Curve` per variant with finished runs: the seeds interpolated onto the
+    union of their env steps within the span all of them cover, then median and
+    25th/75th percentiles."""
     check_metric(runs, metric)
     messages = messages if messages is not None else []
     curves = []
-    for key, members in sorted(group_runs(runs, group_by).items(), key=lambda kv: str(kv[0])):
-        tags = members[0].tags
-        label = variant_label(tags, [f for f in group_by if f != "env"]) or "all runs"
-        mixed = [f for f in VARIANT_FIELDS if f not in dict(key) and len({str(m.tags.get(f)) for m in members}) > 1]
-        if mixed:
-            messages.append(f"note: {label} mixes runs that differ in {', '.join(mixed)}; add them to --group-by")
+    for members in by_variant(finished(runs)).values():
+        variant = members[0].variant
         series = [m.series(metric) for m in members]
         start, end = max(s[0][0] for s in series), min(s[0][-1] for s in series)
         grid = np.unique(np.concatenate([s[0][(s[0] >= start) & (s[0] <= end)] for s in series]))
         values = np.stack([np.interp(grid, steps, vals) for steps, vals in series])
         q1, median, q3 = np.percentile(values, [25, 50, 75], axis=0)
-        if len(members) == 1:
-            messages.append(f"note: {label} ({tags.get('env')}) has a single seed ({members[0].path}): "
-                            "median line only, no quartile band")
-        curves.append(Curve(label=label, env=str(tags.get("env")), key=key, steps=grid, median=median,
-                            q1=q1, q3=q3, seeds=[m.seed for m in members], runs=[m.path for m in members]))
+        evals = np.unique(np.concatenate([m.series("test_return_mean")[0] for m in members]))
+        if len(members) < MIN_SEEDS_FOR_BAND:
+            where = "" if variant.env in variant.label else f" ({variant.env})"
+            messages.append(f"note: {variant.label}{where} has {len(members)} finished seed(s): "
+                            f"median line only, no quartile band (needs {MIN_SEEDS_FOR_BAND})")
+        curves.append(Curve(label=variant.label, env=variant.env, variant_id=variant.id, steps=grid,
+                            median=median, q1=q1, q3=q3, seeds=[m.seed for m in members],
+                            runs=[m.path for m in members], eval_steps=evals[(evals >= start) & (evals <= end)]))
     return curves
 
 
+def excluded_runs(runs: Sequence[RunRecord]) -> list[str]:
+    """One line per run left out of the statistics (failed or unfinished)."""
+    return [r.describe_exclusion() for r in runs if r.status != "finished"]
+
+
+def max_entropy(runs: Sequence[RunRecord], env: str) -> float | None:
+    """ln|A| of ``env`` (nats): the entropy of the uniform policy, the upper bound of the
+    per-agent policy entropy; from the runs' ``summary.json`` (None if not recorded)."""
+    sizes = {r.summary.get("env_info", {}).get("n_actions") for r in finished(runs) if r.variant.env == env}
+    sizes.discard(None)
+    return math.log(max(sizes)) if sizes else None
+
+
 # -- figures ---------------------------------------------------------------------------
-def plot_curves(curves: Sequence[Curve], metric: str, colors: dict[str, str] | None = None) -> Any:
-    """A matplotlib Figure: one panel per env, a median line per variant, its
-    quartile band when it has more than one seed."""
+def plot_curves(curves: Sequence[Curve], metric: str, colors: dict[str, str] | None = None,
+                runs: Sequence[RunRecord] = (), note: str = "") -> Any:
+    """A matplotlib Figure: one panel per env, a median line per variant with markers
+    at the evaluation points, its quartile band when it has >= 3 seeds; for the policy
+    entropy, the maximum ln|A|; ``note`` (excluded runs) under the panels."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import EngFormatter
 
     envs = sorted({c.env for c in curves})
     colors = colors or _colors(curves)
-    fig = Figure(figsize=(5.2 * len(envs), 3.9), layout="constrained")
+    fig = Figure(figsize=(5.4 * len(envs), 4.2 + 0.18 * note.count("\n")), layout="constrained")
     axes = fig.subplots(1, len(envs), squeeze=False)[0]
     for ax, env in zip(axes, envs):
         for c in (c for c in curves if c.env == env):
             color = colors[c.label]
-            ax.plot(c.steps, c.median, color=color, linewidth=1.8, label=f"{c.label} (n={c.n_seeds})")
-            if c.n_seeds > 1:
+            marks = np.flatnonzero(np.isin(c.steps, c.eval_steps)).tolist()
+            ax.plot(c.steps, c.median, color=color, linewidth=1.8, marker="o", markersize=3.5, markevery=marks,
+                    label=f"{c.label} ({c.n_seeds} seed{'s' if c.n_seeds != 1 else ''})")
+            if c.has_band:
                 ax.fill_between(c.steps, c.q1, c.q3, color=color, alpha=0.22, linewidth=0)
+        if metric == ENTROPY_METRIC and (top := max_entropy(runs, env)) is not None:
+            ax.axhline(top, color="0.3", linestyle="--", linewidth=1,
+                       label=f"maximum ln|A| = {top:.2f} nats (uniform policy)")
         ax.set_title(env)
-        ax.set_xlabel("env steps")
-        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel(metric_label(metric))
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", frameon=False)
-    fig.suptitle(f"{metric}: median and 1st-3rd quartile over seeds", fontsize="medium")
+    fig.suptitle(f"{metric_label(metric)} vs environment steps: median over seeds (markers: evaluations), "
+                 f"band: 25th-75th percentile where >= {MIN_SEEDS_FOR_BAND} seeds", fontsize="medium")
+    if note:
+        fig.supxlabel(note, fontsize="small", ha="left", x=0.01, color="0.3")
     return fig
 
 
@@ -270,61 +160,33 @@ class PlotResult:
     messages: list[str]
 
 
-def plot_multirun(folder: str | Path, metric: str = "test_return_mean",
-                  group_by: Sequence[str] = ("critic", "entropy"), out: str | Path | None = None,
+def plot_multirun(folder: str | Path, metric: str = "test_return_mean", out: str | Path | None = None,
                   entropy: bool = True) -> PlotResult:
-    """Write ``<metric>.png`` (and ``policy_entropy.png``) for the multirun ``folder``
-    into ``out`` (default ``<folder>/plots``); returns figures, curves and notes."""
+    """Write ``<metric>.png/.pdf`` (and ``policy_entropy.png/.pdf``) for the multirun
+    ``folder`` into ``out`` (default ``<folder>/plots``); returns figures, curves and notes."""
     runs = load_runs(folder)
     messages: list[str] = []
     metrics = [metric]
     if entropy and metric != ENTROPY_METRIC:
-        if any(ENTROPY_METRIC in r.metrics for r in runs):
+        if any(ENTROPY_METRIC in r.metrics for r in finished(runs)):
             metrics.append(ENTROPY_METRIC)
         else:
             messages.append(f"note: no run logged {ENTROPY_METRIC}; no entropy figure")
-    curves = {m: aggregate(runs, m, group_by, messages if m == metric else []) for m in metrics}
+    curves = {m: aggregate(runs, m, messages if m == metric else []) for m in metrics}
+    excluded = excluded_runs(runs)
+    messages += [f"excluded: {line}" for line in excluded]
+    note = "" if not excluded else (f"Excluded {len(excluded)} of {len(runs)} runs:\n" + "\n".join(excluded))
     out_dir = Path(out) if out is not None else Path(folder) / "plots"
     out_dir.mkdir(parents=True, exist_ok=True)
     colors = _colors(curves[metric])
     figures, files = {}, []
     for m, cs in curves.items():
-        figures[m] = plot_curves(cs, m, colors)
-        path = out_dir / f"{m}.png"
-        figures[m].savefig(path, dpi=150)
-        files.append(path)
+        figures[m] = plot_curves(cs, m, colors, runs=runs, note=note)
+        for ext in FORMATS:
+            path = out_dir / f"{m}.{ext}"
+            figures[m].savefig(path, dpi=150)
+            files.append(path)
     return PlotResult(figures=figures, curves=curves, files=files, messages=messages)
-
-
-# -- the per-variant table (Hydra callback) --------------------------------------------
-def variant_rows(runs: Sequence[RunRecord], metric: str = "test_return_mean") -> list[dict[str, Any]]:
-    """One row per variant (all variant fields; seeds folded): its seeds and the median
-    over seeds of each run's final ``metric`` (NaN for runs that never logged it)."""
-    rows = []
-    for key, members in sorted(group_runs(runs, GROUP_FIELDS).items(), key=lambda kv: str(kv[0])):
-        tags = members[0].tags
-        finals = [(vals[-1] if len(vals) else np.nan) for _, vals in (m.series(metric) for m in members)]
-        finite = [v for v in finals if np.isfinite(v)]
-        rows.append({
-            "critic": variant_label(tags, ["critic"]), "entropy": variant_label(tags, ["entropy"]),
-            "actor_input": tags.get("actor_input"), "env": tags.get("env"), "algo": tags.get("algo"),
-            "seeds": len(members), f"final {metric} (median)": float(np.median(finite)) if finite else float("nan"),
-        })
-    return rows
-
-
-def format_variant_table(rows: Sequence[dict[str, Any]]) -> str:
-    if not rows:
-        return "(no runs)"
-    cols = list(rows[0])
-    cells = [[f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
-    return "\n".join(line(r).rstrip() for r in [cols, ["-" * w for w in widths], *cells])
-
-
-def _natural_key(path: Path) -> list[Any]:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
 # -- CLI -------------------------------------------------------------------------------
@@ -332,15 +194,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lica.plot", description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="a multirun folder (outputs/multiruns/<date>/<time>_<name>) or one run")
     parser.add_argument("--metric", default="test_return_mean", help="y-axis metric (default: test_return_mean)")
-    parser.add_argument("--group-by", default="critic,entropy",
-                        help=f"comma-separated variant fields, from {','.join(GROUP_FIELDS)} (default: critic,entropy)")
     parser.add_argument("--out", default=None, help="output folder (default: <folder>/plots)")
     parser.add_argument("--no-entropy", action="store_true", help="skip the policy-entropy figure")
     args = parser.parse_args(argv)
-    group_by = [g.strip() for g in args.group_by.split(",") if g.strip()]
     try:
-        result = plot_multirun(args.folder, args.metric, group_by, args.out, entropy=not args.no_entropy)
-    except PlotError as err:
+        result = plot_multirun(args.folder, args.metric, args.out, entropy=not args.no_entropy)
+    except RunsError as err:
         print(f"lica.plot: error: {err}", file=sys.stderr)
         return 2
     for msg in result.messages:
@@ -348,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for m, curves in result.curves.items():
         print(f"{m}:")
         for c in curves:
-            print(f"  {c.env:<14} {c.label:<28} seeds={c.n_seeds}  final median {c.median[-1]:.3f} "
+            print(f"  {c.env:<18} {c.label:<28} seeds={c.n_seeds}  final median {c.median[-1]:.3f} "
                   f"[{c.q1[-1]:.3f}, {c.q3[-1]:.3f}] at {c.steps[-1]:.0f} env steps")
     for path in result.files:
         print(f"wrote {path}")

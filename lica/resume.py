@@ -33,7 +33,8 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from lica.config import TrainConfig
-from lica.loggers import _flatten
+
+from lica.variants import EXECUTION_ONLY, flatten
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,10 @@ CONFIG_KEY = "lica_config"  # the run's resolved config, saved in every checkpoi
 # the evaluation schedule and size, checkpoint cadence, loggers, progress output, and how
 # the work is executed (workers, threads, device).  Everything else must match.
 MAY_CHANGE_ON_RESUME = (
-    "trainer.max_env_steps", "trainer.checkpoint_every_iters", "trainer.enable_progress_bar", "algo.critic_fast_path",
-    "trainer.log_every_s", "trainer.torch_threads", "trainer.accelerator", "trainer.devices",
-    "rollout.eval_interval", "rollout.test_episodes", "rollout.test_num_workers",
-    "rollout.num_workers", "rollout.worker_timeout_s", "rollout.start_method",
-    "logger", "name", "output_dir", "ckpt_path", "resume",
+    # how the run executes (lica.variants), except the seed ...
+    *(key for key in EXECUTION_ONLY if key != "seed"),
+    # ... and how long it trains and how it is evaluated
+    "trainer.max_env_steps", "rollout.eval_interval", "rollout.test_episodes",
 )
 
 
@@ -174,8 +174,8 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     differs.  A setting the checkpoint does not record (added to lica after it was written)
     counts as equal when it holds the schema's default; one the current schema no longer
     has is ignored (it cannot be set any more)."""
-    old, new = _flatten(saved), _flatten(current)
-    defaults = _flatten(dataclasses.asdict(TrainConfig()))
+    old, new = flatten(saved), flatten(current)
+    defaults = flatten(dataclasses.asdict(TrainConfig()))
     out = []
     for key in sorted(new):
         if _may_change(key):

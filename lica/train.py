@@ -16,6 +16,7 @@ null in ``conf/train.yaml``: Hydra itself would write ``.hydra/`` before any che
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import signal
@@ -179,7 +180,7 @@ def _fit(cfg: TrainConfig, dcfg: DictConfig, config: dict[str, Any], run_dir: Pa
         "run_dir": str(run_dir), "env_steps": dm.env_steps, "wall_time_s": round(elapsed, 1),
         "segment_env_steps": segment, "env_steps_per_s": round(segment / max(elapsed, 1e-9), 1),
         "first_test": history[0] if history else None, "final_test": history[-1] if history else None,
-        "best_test_return": checkpoints.best, "tags": run_tags(cfg),
+        "best_test_return": checkpoints.best, "tags": run_tags(cfg), "env_info": dataclasses.asdict(dm.env_info),
         "resumed_from": str(ckpt_path) if ckpt_path else None, "ended": ended,
         "interrupted_by": preemption.received.name if preemption.received else None,
     }

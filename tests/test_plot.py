@@ -1,4 +1,4 @@
-"""Paper-style figures from a multirun folder (lica.plot) and the variant table callback."""
+"""Paper-style figures from a multirun folder (lica.plot) and the end-of-sweep report (VariantTable)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from lica.hydra_callbacks import VariantTable
-from lica.plot import PlotError, aggregate, load_runs, main, plot_multirun
+from lica.plot import aggregate, main, plot_multirun
+from lica.runs import RunsError, load_runs
+from tests.conftest import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 # Smaller than conftest.TINY: 20 iterations of 4 episodes x 10 steps, evaluations at 0/400/800.
@@ -71,21 +73,31 @@ def independent_medians(folder: Path, metric: str) -> dict[str, tuple[list[float
 def test_plot_lines_are_the_seed_medians(multirun, tmp_path):
     folder, _ = multirun
     result = plot_multirun(folder, out=tmp_path)
-    assert [p.name for p in result.files] == ["test_return_mean.png", "policy_entropy.png"]
+    assert [p.name for p in result.files] == ["test_return_mean.png", "test_return_mean.pdf",
+                                              "policy_entropy.png", "policy_entropy.pdf"]
     for path in result.files:
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+        magic = b"\x89PNG\r\n\x1a\n" if path.suffix == ".png" else b"%PDF"
+        assert path.read_bytes().startswith(magic) and path.stat().st_size > 5000
     for metric in ("test_return_mean", "policy_entropy"):
         expected = independent_medians(folder, metric)
         ax = result.figures[metric].axes[0]
-        lines = {line.get_label().split(",")[0]: line for line in ax.get_lines()}
-        assert set(lines) == {"C_Mix", "C_MLP"}  # one line per variant, seeds folded
-        for critic, name in (("mix", "C_Mix"), ("mlp", "C_MLP")):
+        lines = {line.get_label().split(" (")[0]: line for line in ax.get_lines()}
+        for critic, name in (("mix", "C_Mix"), ("mlp", "C_MLP")):  # one line per variant, seeds folded
             steps, medians = expected[critic]
             np.testing.assert_allclose(lines[name].get_xdata(), steps)
             np.testing.assert_allclose(lines[name].get_ydata(), medians, rtol=1e-12)
-        assert len(ax.collections) == 2  # a quartile band per variant (2 seeds each)
+            marked = np.asarray(lines[name].get_xdata())[lines[name].get_markevery()]
+            evaluations = [0, 400, 800] if metric.startswith("test_") else [400, 800]  # entropy: from 1st update
+            np.testing.assert_array_equal(marked, evaluations)  # markers at the evaluations only
+        assert len(ax.collections) == 0  # 2 seeds per variant: no quartile band
+        assert "environment steps" in ax.get_xlabel()
+    entropy_ax = result.figures["policy_entropy"].axes[0]
+    assert entropy_ax.get_ylabel() == "policy entropy (nats)"
+    (top,) = [line for line in entropy_ax.get_lines() if line.get_label().startswith("maximum")]
+    assert top.get_ydata()[0] == pytest.approx(np.log(5))  # spread: 5 actions
     assert expected["mix"][0][-1] == 800.0
     assert all(c.n_seeds == 2 and sorted(c.seeds) == [1, 2] for c in result.curves["test_return_mean"])
+    assert sum("no quartile band" in m for m in result.messages) == 2
 
 
 @pytest.mark.slow
@@ -93,32 +105,48 @@ def test_cli_and_variant_table(multirun, tmp_path, capsys):
     folder, stdout = multirun
     assert main([str(folder), "--out", str(tmp_path), "--no-entropy"]) == 0
     out = capsys.readouterr().out
-    assert "C_Mix, ξ=0.1" in out and "C_MLP, ξ=0.1" in out and "wrote" in out
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["test_return_mean.png"]
-    # the Hydra callback printed one row per variant at the end of the multirun
+    assert "C_Mix" in out and "C_MLP" in out and "wrote" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test_return_mean.pdf", "test_return_mean.png"]
+    # the Hydra callback printed one row per variant at the end of the multirun, labelled by what differs
     table = stdout[stdout.index("== lica multirun"):]
-    rows = [line for line in table.splitlines() if line.startswith("C_M")]
-    assert [r.split()[0] for r in rows] == ["C_Mix", "C_MLP"]
-    finals = {c: m[1][-1] for c, m in independent_medians(folder, "test_return_mean").items()}
+    assert "4 jobs, 2 variants of LICA, ξ=0.1, mpe:spread(n=3)" in table
+    rows = [line.split() for line in table.splitlines() if line.startswith("C_M")]
+    assert [r[0] for r in rows] == ["C_Mix", "C_MLP"]
+    finals = {}
+    for job in sorted(p for p in folder.iterdir() if p.name.isdigit()):
+        critic = OmegaConf.load(job / ".hydra" / "config.yaml").algo.critic
+        last = [r for r in csv.DictReader((job / "csv" / "metrics.csv").open()) if r["test_return_mean"]][-1]
+        finals.setdefault(critic, []).append(float(last["test_return_mean"]))
     for row, critic in zip(rows, ("mix", "mlp")):
-        assert row.split()[1:6] == ["ξ=0.1", "probs", "mpe:spread", "lica", "2"]
-        assert float(row.split()[6]) == pytest.approx(finals[critic], abs=1e-3)
+        assert row[1:3] == ["2", "0"]  # seeds, failed
+        x = np.array(finals[critic])
+        assert float(row[3]) == pytest.approx(np.median(x), abs=1e-3)
+        assert float(row[4].strip("[,")) == pytest.approx(np.percentile(x, 25), abs=1e-3)
+        assert float(row[6]) == pytest.approx(np.mean(x), abs=1e-3)
+        assert float(row[9]) == pytest.approx(np.mean(x), abs=1e-3)  # IQM of 2 values: nothing trimmed
     assert (folder / "variants.txt").read_text().strip() in table
+    with (folder / "variants.csv").open() as f:
+        written = list(csv.DictReader(f))
+    assert [r["variant"] for r in written] == ["C_Mix", "C_MLP"]
+    assert float(written[0]["median"]) == pytest.approx(np.median(finals["mix"]))
+    assert "| C_MLP | 2 | 0 |" in (folder / "variants.md").read_text()
     assert "C_Mix" in VariantTable().report(folder)
 
 
 # -- synthetic run folders: the error paths and the grid --------------------------------
-def make_run(folder: Path, seed: int, critic: str, rows: list[dict[str, float]]) -> Path:
+def make_run(folder: Path, seed: int, critic: str, rows: list[dict[str, float]], finished: bool = True) -> Path:
+    """A run folder as a job writes it: .hydra/config.yaml, csv/metrics.csv, summary.json."""
     folder.mkdir(parents=True)
     (folder / "csv").mkdir()
+    (folder / ".hydra").mkdir()
+    OmegaConf.save(compose_config([f"seed={seed}", f"algo.critic={critic}"]), folder / ".hydra" / "config.yaml")
     keys = sorted({k for r in rows for k in r})
     with (folder / "csv" / "metrics.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
-    tags = {"algo": "lica", "critic": critic, "entropy": "adaptive", "entropy_coef": 0.1,
-            "actor_input": "probs", "env": "mpe:spread", "seed": seed}
-    (folder / "summary.json").write_text(json.dumps({"tags": tags}))
+    if finished:
+        (folder / "summary.json").write_text(json.dumps({"env_info": {"n_actions": 5}, "interrupted_by": None}))
     return folder
 
 
@@ -137,24 +165,38 @@ def test_seeds_are_aligned_on_a_common_env_step_grid(tmp_path):
     np.testing.assert_allclose(curve.median, np.median([a, b, c], axis=0))
     np.testing.assert_allclose(curve.q1, np.percentile([a, b, c], 25, axis=0))
     np.testing.assert_allclose(curve.q3, np.percentile([a, b, c], 75, axis=0))
+    assert curve.has_band  # 3 seeds
+    fig = plot_multirun(tmp_path, out=tmp_path / "plots", entropy=False).figures["test_return_mean"]
+    assert len(fig.axes[0].collections) == 1
 
 
-def test_single_seed_per_variant_has_no_band_and_says_so(tmp_path, capsys):
-    for i, critic in enumerate(("mix", "mlp")):
-        make_run(tmp_path / str(i), 1, critic, [{"env_steps": s, "test_return_mean": s / 100, "policy_entropy": 1.0}
-                                                 for s in (0, 100, 200)])
+def test_failed_and_unfinished_runs_are_excluded_and_named(tmp_path, capsys):
+    rows = [{"env_steps": s, "test_return_mean": s / 100, "policy_entropy": 1.0} for s in (0, 100, 200)]
+    for i in range(3):
+        make_run(tmp_path / str(i), i, "mix", rows)
+    make_run(tmp_path / "3", 3, "mix", rows[:2], finished=False)  # crashed or still running
+    make_run(tmp_path / "4", 1, "mlp", rows)
     assert main([str(tmp_path), "--out", str(tmp_path / "plots")]) == 0
     out = capsys.readouterr().out
-    assert out.count("single seed") == 2 and "no quartile band" in out
+    assert "excluded: " + str(tmp_path / "3") in out and "did not finish" in out
+    assert out.count("no quartile band") == 1  # C_MLP: one seed; C_Mix: 3 finished seeds
     result = plot_multirun(tmp_path, out=tmp_path / "plots")
+    curves = {c.label: c for c in result.curves["test_return_mean"]}
+    assert curves["C_Mix"].n_seeds == 3 and curves["C_Mix"].has_band and not curves["C_MLP"].has_band
+    np.testing.assert_array_equal(curves["C_Mix"].steps, [0, 100, 200])  # the unfinished seed does not cut it
     ax = result.figures["test_return_mean"].axes[0]
-    assert len(ax.get_lines()) == 2 and len(ax.collections) == 0
+    assert len(ax.collections) == 1  # one band: C_Mix
+    assert "Excluded 1 of 5 runs" in result.figures["test_return_mean"].get_supxlabel()
+    # the report counts the unfinished seed with the failed ones
+    table = VariantTable().report(tmp_path)
+    assert [line.split()[:3] for line in table.splitlines() if line.startswith("C_M")] == \
+        [["C_Mix", "3", "1"], ["C_MLP", "1", "0"]]
 
 
 def test_metric_missing_in_some_runs_is_an_error(tmp_path, capsys):
     make_run(tmp_path / "0", 1, "mix", [{"env_steps": 0, "test_return_mean": 1.0, "test_battle_won_mean": 0.5}])
     make_run(tmp_path / "1", 2, "mix", [{"env_steps": 0, "test_return_mean": 2.0}])
-    with pytest.raises(PlotError, match="missing in 1 of 2 runs") as err:
+    with pytest.raises(RunsError, match="missing in 1 of 2 runs") as err:
         plot_multirun(tmp_path, metric="test_battle_won_mean", out=tmp_path / "plots")
     assert str(tmp_path / "1") in str(err.value) and str(tmp_path / "0") not in str(err.value)
     assert main([str(tmp_path), "--metric", "nonexistent_metric"]) == 2
@@ -163,13 +205,7 @@ def test_metric_missing_in_some_runs_is_an_error(tmp_path, capsys):
 
 
 def test_empty_or_missing_folder_is_an_error(tmp_path):
-    with pytest.raises(PlotError, match="no runs found"):
+    with pytest.raises(RunsError, match="no runs found"):
         plot_multirun(tmp_path)
-    with pytest.raises(PlotError, match="not a folder"):
+    with pytest.raises(RunsError, match="not a folder"):
         plot_multirun(tmp_path / "nope")
-
-
-def test_unknown_group_by_field_is_an_error(tmp_path):
-    make_run(tmp_path / "0", 1, "mix", [{"env_steps": 0, "test_return_mean": 1.0}])
-    with pytest.raises(PlotError, match="unknown --group-by"):
-        plot_multirun(tmp_path, group_by=["critc"])
