@@ -66,6 +66,7 @@ class AlgoConfig:
     target_update_interval: int = 200  # critic gradient steps between hard target copies
     target_tau: float = 0.0  # > 0: soft (Polyak) target update by this fraction after every critic step
     bootstrap_on_timeout: bool = False  # reference: a time-out is stored as terminal
+    critic_minibatch_episodes: int = 0  # > 0: each critic step on this many random episodes of its data
     critic_replay: int = 0  # earlier batches the critic also trains on (0: only the new one, on-policy)
     critic_target: str = "taken"  # bootstrap on Q̄(s, u) of the taken actions (reference) | expected: Q̄(s, π)
     critic_fast_path: bool = True  # taken one-hot actions through the exact grouped path (False: dense)
@@ -180,6 +181,7 @@ def validate(cfg: TrainConfig) -> None:
          f"trainer.precision must be '32-true' or 'bf16-mixed', got {cfg.trainer.precision!r}"),
         (cfg.algo.critic_target in ("taken", "expected"),
          f"algo.critic_target must be 'taken' or 'expected', got {cfg.algo.critic_target!r}"),
+        (cfg.algo.critic_minibatch_episodes >= 0, "algo.critic_minibatch_episodes must be >= 0 (0 = all)"),
         (cfg.algo.critic_replay >= 0, "algo.critic_replay must be >= 0 (earlier batches for the critic)"),
         (cfg.algo.critic_updates >= 1, "algo.critic_updates must be >= 1 (critic steps per batch)"),
         (0.0 <= cfg.algo.target_tau <= 1.0, "algo.target_tau must lie in [0, 1] (0 = hard copies)"),

@@ -57,19 +57,30 @@ class LICA(ActorCriticModule):
                 target_q = self.target_critic.q_taken(actions, state, filled, dense)
             target_q = target_q.masked_fill(~filled, 0.0)
         targets = td_lambda_targets(target_q, batch.reward, terminal, mask, algo.gamma, algo.td_lambda)
+        size = algo.critic_minibatch_episodes
+        metrics: dict[str, float] = {}
         for step in range(algo.critic_updates):
-            q_taken = self.critic.q_taken(actions[:, :-1], state[:, :-1], filled[:, :-1], dense)
-            loss_c, td_error = critic_loss(q_taken, targets, mask)
+            rows = torch.randperm(batch.batch_size)[:size] if 0 < size < batch.batch_size else None
             if step == 0:  # the critic's predictions on the new episodes before fitting them
-                new = slice(0, fresh)
-                metrics = {"critic_loss": critic_loss(q_taken[new], targets[new], mask[new])[0].item(),
-                           "td_error_abs": masked_mean(td_error[new].abs(), mask[new]).item(),
-                           "target_mean": masked_mean(targets[new], mask[new]).item(),
-                           **critic_diagnostics(q_taken[new].detach(), batch.reward[new], mask[new], algo.gamma)}
+                metrics = self._critic_diagnostics(batch, targets, mask, fresh, dense)
+            sel = slice(None) if rows is None else rows
+            q_taken = self.critic.q_taken(actions[sel, :-1], state[sel, :-1], filled[sel, :-1], dense)
+            loss_c, _ = critic_loss(q_taken, targets[sel], mask[sel])
             metrics["critic_grad_norm"] = self.optimise(critic_opt, loss_c, self.critic.parameters(), "critic")
             self.after_critic_step()
         metrics["critic_loss_final"] = loss_c.item()
         return metrics
+
+    @torch.no_grad()
+    def _critic_diagnostics(self, batch: EpisodeBatch, targets: torch.Tensor, mask: torch.Tensor, fresh: int,
+                            dense: bool) -> dict[str, float]:
+        """Loss, TD error and how Q tracks the realised return, on the new episodes."""
+        new = slice(0, fresh)
+        q = self.critic.q_taken(batch.actions[new, :-1], batch.state[new, :-1], batch.filled[new, :-1], dense)
+        loss, td_error = critic_loss(q, targets[new], mask[new])
+        return {"critic_loss": loss.item(), "td_error_abs": masked_mean(td_error.abs(), mask[new]).item(),
+                "target_mean": masked_mean(targets[new], mask[new]).item(),
+                **critic_diagnostics(q, batch.reward[new], mask[new], self.algo.gamma)}
 
     def update_actor(self, batch: EpisodeBatch) -> dict[str, float]:
         """One actor step (Eq. 3-4, 6): maximise Q(s, π) of the updated critic + the
