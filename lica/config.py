@@ -66,6 +66,7 @@ class AlgoConfig:
     target_update_interval: int = 200  # critic gradient steps between hard target copies
     target_tau: float = 0.0  # > 0: soft (Polyak) target update by this fraction after every critic step
     bootstrap_on_timeout: bool = False  # reference: a time-out is stored as terminal
+    actor_updates: int = 1  # actor steps per batch, after the critic steps
     critic_minibatch_episodes: int = 0  # > 0: each critic step on this many random episodes of its data
     critic_replay: int = 0  # earlier batches the critic also trains on (0: only the new one, on-policy)
     critic_target: str = "taken"  # bootstrap on Q̄(s, u) of the taken actions (reference) | expected: Q̄(s, π)
@@ -181,6 +182,7 @@ def validate(cfg: TrainConfig) -> None:
          f"trainer.precision must be '32-true' or 'bf16-mixed', got {cfg.trainer.precision!r}"),
         (cfg.algo.critic_target in ("taken", "expected"),
          f"algo.critic_target must be 'taken' or 'expected', got {cfg.algo.critic_target!r}"),
+        (cfg.algo.actor_updates >= 1, "algo.actor_updates must be >= 1 (actor steps per batch)"),
         (cfg.algo.critic_minibatch_episodes >= 0, "algo.critic_minibatch_episodes must be >= 0 (0 = all)"),
         (cfg.algo.critic_replay >= 0, "algo.critic_replay must be >= 0 (earlier batches for the critic)"),
         (cfg.algo.critic_updates >= 1, "algo.critic_updates must be >= 1 (critic steps per batch)"),

@@ -41,7 +41,15 @@ METRIC_LABELS = {
     "policy_entropy": "policy entropy (nats)",
     "train_return_mean": "training return (team reward summed over an episode)",
     "critic_loss": "critic loss (mean squared TD(λ) error)",
+    "critic_bias": "critic bias: mean Q(s,u) − realised discounted return",
+    "critic_return_corr": "correlation of Q(s,u) with the realised return",
+    "td_error_abs": "mean |TD error| before the critic steps",
+    "actor_q_grad_norm": "‖∂Q(s,π)/∂logits‖ (the critic's pull on the actor)",
+    "actor_entropy_grad_norm": "‖∂(entropy term)/∂logits‖",
 }
+# The critic's health (docs/algorithm.md §3): drawn when the runs logged them
+HEALTH_METRICS = ("critic_bias", "critic_return_corr", "td_error_abs", "actor_q_grad_norm",
+                  "actor_entropy_grad_norm")
 
 
 def metric_label(metric: str) -> str:
@@ -161,9 +169,11 @@ class PlotResult:
 
 
 def plot_multirun(folder: str | Path, metric: str = "test_return_mean", out: str | Path | None = None,
-                  entropy: bool = True) -> PlotResult:
-    """Write ``<metric>.png/.pdf`` (and ``policy_entropy.png/.pdf``) for the multirun
-    ``folder`` into ``out`` (default ``<folder>/plots``); returns figures, curves and notes."""
+                  entropy: bool = True, health: bool = True) -> PlotResult:
+    """Write ``<metric>.png/.pdf`` (and ``policy_entropy.png/.pdf``, and with ``health``
+    one figure per critic-health metric of :data:`HEALTH_METRICS` the runs logged) for the
+    multirun ``folder`` into ``out`` (default ``<folder>/plots``); returns figures, curves
+    and notes."""
     runs = load_runs(folder)
     messages: list[str] = []
     metrics = [metric]
@@ -172,6 +182,9 @@ def plot_multirun(folder: str | Path, metric: str = "test_return_mean", out: str
             metrics.append(ENTROPY_METRIC)
         else:
             messages.append(f"note: no run logged {ENTROPY_METRIC}; no entropy figure")
+    if health:
+        metrics += [m for m in HEALTH_METRICS
+                    if m != metric and all(m in r.metrics for r in finished(runs))]
     curves = {m: aggregate(runs, m, messages if m == metric else []) for m in metrics}
     excluded = excluded_runs(runs)
     messages += [f"excluded: {line}" for line in excluded]
@@ -196,9 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metric", default="test_return_mean", help="y-axis metric (default: test_return_mean)")
     parser.add_argument("--out", default=None, help="output folder (default: <folder>/plots)")
     parser.add_argument("--no-entropy", action="store_true", help="skip the policy-entropy figure")
+    parser.add_argument("--no-health", action="store_true", help="skip the critic-health figures")
     args = parser.parse_args(argv)
     try:
-        result = plot_multirun(args.folder, args.metric, args.out, entropy=not args.no_entropy)
+        result = plot_multirun(args.folder, args.metric, args.out, entropy=not args.no_entropy,
+                               health=not args.no_health)
     except RunsError as err:
         print(f"lica.plot: error: {err}", file=sys.stderr)
         return 2

@@ -187,7 +187,8 @@ def test_smax_won_and_lost_flags(smax):
     np.testing.assert_array_equal(out.won, np.arange(N) < 2)
     np.testing.assert_array_equal(out.terminated, np.arange(N) < 4)
     assert not out.truncated.any()
-    np.testing.assert_allclose(out.reward[:2], 1.0)  # won_battle_bonus, no damage dealt
+    # won_battle_bonus 1, no damage dealt; the largest return (1 + bonus) is scaled to 20 as in SMAC
+    np.testing.assert_allclose(out.reward[:2], 10.0)
     # a dead ally can only "stop"
     assert (out.avail[2:4, :, 4]).all() and not out.avail[2:4][..., [0, 1, 2, 3, 5]].any()
 

@@ -74,3 +74,16 @@ def test_critic_replay_trains_on_earlier_batches_and_is_checkpointed():
     fresh = build(["algo.critic_replay=2"])
     fresh.on_load_checkpoint(ckpt)
     assert [r.obs.tolist() for r in fresh.replay] == [r.obs.tolist() for r in module.replay]
+
+
+def test_a_target_schedule_that_may_never_copy_is_named():
+    """The paper's MPE budget (1M env steps of 200-step episodes, 32 per batch) gives 157
+    batches: one critic step each never reaches a 200-step copy interval."""
+    from lica.algos.base import target_schedule_problem
+
+    algo = algo_config("full")
+    problem = target_schedule_problem(algo, 1, 1_000_000, 32, 200)
+    assert "157 critic steps" in problem and "algo.target_update_interval=200" in problem
+    assert target_schedule_problem(algo, 2, 1_000_000, 32, 200) is None  # 314 critic steps
+    algo.target_tau = 0.01
+    assert target_schedule_problem(algo, 1, 1_000_000, 32, 200) is None  # soft updates every step

@@ -15,7 +15,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from lica.hydra_callbacks import VariantTable
-from lica.plot import aggregate, main, plot_multirun
+from lica.plot import HEALTH_METRICS, aggregate, main, plot_multirun
 from lica.runs import RunsError, load_runs
 from tests.conftest import compose_config
 
@@ -73,12 +73,13 @@ def independent_medians(folder: Path, metric: str) -> dict[str, tuple[list[float
 def test_plot_lines_are_the_seed_medians(multirun, tmp_path):
     folder, _ = multirun
     result = plot_multirun(folder, out=tmp_path)
+    health = [f"{m}.{ext}" for m in HEALTH_METRICS for ext in ("png", "pdf")]
     assert [p.name for p in result.files] == ["test_return_mean.png", "test_return_mean.pdf",
-                                              "policy_entropy.png", "policy_entropy.pdf"]
+                                              "policy_entropy.png", "policy_entropy.pdf", *health]
     for path in result.files:
         magic = b"\x89PNG\r\n\x1a\n" if path.suffix == ".png" else b"%PDF"
         assert path.read_bytes().startswith(magic) and path.stat().st_size > 5000
-    for metric in ("test_return_mean", "policy_entropy"):
+    for metric in ("test_return_mean", "policy_entropy", "critic_bias"):
         expected = independent_medians(folder, metric)
         ax = result.figures[metric].axes[0]
         lines = {line.get_label().split(" (")[0]: line for line in ax.get_lines()}
@@ -103,7 +104,7 @@ def test_plot_lines_are_the_seed_medians(multirun, tmp_path):
 @pytest.mark.slow
 def test_cli_and_variant_table(multirun, tmp_path, capsys):
     folder, stdout = multirun
-    assert main([str(folder), "--out", str(tmp_path), "--no-entropy"]) == 0
+    assert main([str(folder), "--out", str(tmp_path), "--no-entropy", "--no-health"]) == 0
     out = capsys.readouterr().out
     assert "C_Mix" in out and "C_MLP" in out and "wrote" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["test_return_mean.pdf", "test_return_mean.png"]

@@ -7,6 +7,7 @@ schedule, every RNG state and the loggers' run ids)."""
 from __future__ import annotations
 
 import copy
+import logging
 import random
 from typing import Any, Iterator
 
@@ -19,6 +20,8 @@ from lica.config import AlgoConfig
 from lica.envs.base import EnvInfo
 from lica.models.agents import MultiAgentPolicy
 from lica.rollout.batch import EpisodeBatch
+
+log = logging.getLogger("lica")
 
 
 class ActorCriticModule(pl.LightningModule):
@@ -110,6 +113,15 @@ class ActorCriticModule(pl.LightningModule):
             f"updated. Lower algo.{what}_lr or "
             "algo.grad_norm_clip, or check the environment's rewards for inf/NaN.")
 
+    critic_steps_per_batch = 1
+
+    def on_train_start(self) -> None:
+        dm = self.trainer.datamodule
+        problem = target_schedule_problem(self.algo, self.critic_steps_per_batch, dm.max_env_steps,
+                                          dm.cfg.batch_episodes, self.env_info.episode_limit)
+        if problem:
+            log.warning(problem)
+
     def after_critic_step(self) -> None:
         """Target update: a soft (Polyak) step ``θ̄ ← (1−τ)θ̄ + τθ`` when
         ``algo.target_tau > 0``, else a hard copy every ``target_update_interval`` steps."""
@@ -147,6 +159,23 @@ class ActorCriticModule(pl.LightningModule):
         self.test_history = state["test_history"]
         self.target_copied_at, self.env_steps_seen = tuple(state["target_copied_at"]), state["env_steps_seen"]
         set_rng_state(state["rng"])
+
+
+def target_schedule_problem(algo: AlgoConfig, critic_steps_per_batch: int, max_env_steps: int,
+                            batch_episodes: int, episode_limit: int) -> str | None:
+    """Why the hard target copies may never happen within the budget (None when they will):
+    a batch holds at most ``batch_episodes · episode_limit`` env steps, so the budget
+    guarantees at least ``⌈max_env_steps / that⌉ · critic_steps_per_batch`` critic steps."""
+    if algo.target_tau > 0:
+        return None
+    per_batch = batch_episodes * episode_limit
+    guaranteed = -(-max_env_steps // per_batch) * critic_steps_per_batch
+    if guaranteed >= algo.target_update_interval:
+        return None
+    return (f"the target critic may never be copied: {max_env_steps} env steps guarantee only {guaranteed} "
+            f"critic steps ({critic_steps_per_batch} per batch of at most {per_batch} env steps), fewer than "
+            f"algo.target_update_interval={algo.target_update_interval}. Lower algo.target_update_interval, "
+            "use soft updates (algo.target_tau > 0) or raise trainer.max_env_steps (docs/algorithm.md §10).")
 
 
 def rng_state() -> dict[str, Any]:

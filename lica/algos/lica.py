@@ -29,6 +29,7 @@ class LICA(ActorCriticModule):
                                    algo.mixing_embed_dim, algo.hypernet_layers, algo.hypernet_embed)
         self.make_target()
         self.replay: list[EpisodeBatch] = []  # the critic's earlier batches, newest first
+        self.critic_steps_per_batch = algo.critic_updates
 
     def update(self, batch: EpisodeBatch) -> dict[str, float]:
         algo = self.algo
@@ -83,31 +84,30 @@ class LICA(ActorCriticModule):
                 **critic_diagnostics(q, batch.reward[new], mask[new], self.algo.gamma)}
 
     def update_actor(self, batch: EpisodeBatch) -> dict[str, float]:
-        """One actor step (Eq. 3-4, 6): maximise Q(s, π) of the updated critic + the
-        entropy term, on the new episodes only."""
+        """``algo.actor_updates`` actor steps (one in the reference; Eq. 3-4, 6): maximise
+        Q(s, π) of the updated, frozen critic + the entropy term, on the new episodes only.
+        The critic's state-dependent part is computed once for all steps."""
         _, actor_opt = self.optimizers()
         algo = self.algo
-        mask, state = batch.step_mask(), batch.state
+        mask, avail = batch.step_mask(), batch.avail[:, :-1]
         self.toggle_optimizer(actor_opt)  # critic params frozen: no gradient reaches them
-        logits = self.actor.unroll(batch.obs[:, :-1], batch.actions_onehot[:, :-1])
-        avail = batch.avail[:, :-1]
-        q_pi = self.critic(actor_critic_input(logits, avail, algo.actor_input, algo.gumbel_tau).flatten(-2),
-                           state[:, :-1])
-        entropy = masked_mean(policy_entropy(logits, avail), mask)
-        ent_term, floor_hit = entropy_loss(entropy, algo.entropy, algo.entropy_weight, algo.entropy_eps)
-        q_mean = masked_mean(q_pi, mask)
-        q_grad, ent_grad = _split_grads(q_mean, ent_term, logits)
-        loss_a = -q_mean + ent_term
-        actor_norm = self.optimise(actor_opt, loss_a, self.actor.parameters(), "actor")
+        with torch.no_grad():
+            q_of = self.critic.at_state(batch.state[:, :-1])
+        for step in range(algo.actor_updates):
+            logits = self.actor.unroll(batch.obs[:, :-1], batch.actions_onehot[:, :-1])
+            q_mean = masked_mean(q_of(actor_critic_input(logits, avail, algo.actor_input, algo.gumbel_tau)
+                                      .flatten(-2)), mask)
+            entropy = masked_mean(policy_entropy(logits, avail), mask)
+            ent_term, floor_hit = entropy_loss(entropy, algo.entropy, algo.entropy_weight, algo.entropy_eps)
+            if step == 0:
+                q_grad, ent_grad = _split_grads(q_mean, ent_term, logits)
+                first = {"q_pi_mean": q_mean.item(), "policy_entropy": entropy.item(),
+                         "actor_q_grad_norm": q_grad, "actor_entropy_grad_norm": ent_grad}
+            loss_a = -q_mean + ent_term
+            actor_norm = self.optimise(actor_opt, loss_a, self.actor.parameters(), "actor")
         self.untoggle_optimizer(actor_opt)
-
-        return {
-            **self.target_age(), "actor_loss": loss_a.item(), "q_pi_mean": q_mean.item(),
-            "policy_entropy": entropy.item(), "actor_grad_norm": actor_norm,
-            "actor_q_grad_norm": q_grad, "actor_entropy_grad_norm": ent_grad,
-            "entropy_floor_hit": float(floor_hit),
-        }
-
+        return {**self.target_age(), **first, "actor_loss": loss_a.item(), "actor_grad_norm": actor_norm,
+                "entropy_floor_hit": float(floor_hit)}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)

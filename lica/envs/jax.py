@@ -43,7 +43,10 @@ returns ≤ 2 (docs/algorithm.md);
 ``avail`` comes from ``env.get_avail_actions`` (``[up, right, down, left, stop, attack
 enemy 0, ...]``; a dead unit has only ``stop``).  ``reward`` is the allies' shared SMAX
 reward (the enemies' health lost this step as a fraction of their max health, divided by
-the number of enemies, plus ``won_battle_bonus`` = 1 on a win).  ``terminated`` = the
+the number of enemies, plus ``won_battle_bonus`` = 1 on a win), scaled as SMAC scales its
+reward (``reward_scale_rate``, 20 in the reference): the largest possible episode return,
+all enemy health plus the win bonus, becomes ``env.args.reward_scale_rate`` (default 20; a
+lica key, not passed to SMAX).  ``terminated`` = the
 battle ended (all allies or all enemies dead); ``won`` = all enemies dead and at least
 one ally alive (SMAX's own win rule, draws are possible); ``truncated`` =
 ``episode_limit`` steps reached without a battle end.  ``episode_limit: null`` means
@@ -110,6 +113,7 @@ SPREAD_SCENARIO = "spread"
 SPREAD_DEFAULT_LIMIT = 25  # JaxMARL MPE MAX_STEPS
 SPREAD_N_ACTIONS = 5
 # Maps of the paper without a SMAX counterpart (named in the error message).
+SMAX_REWARD_SCALE_RATE = 20.0  # SMAC's reward_scale_rate in the reference (docs/algorithm.md §7)
 SMAC_ONLY_MAPS = ("1c3s5z", "MMM2", "2c_vs_64zg")
 
 
@@ -196,6 +200,9 @@ def _smax_adapter(cfg: EnvConfig) -> _Adapter:
             f"Cooperative Navigation) and the SMAX maps {smax_map_names()}."
         )
     args = dict(cfg.args or {})
+    reward_scale_rate = float(args.pop("reward_scale_rate", SMAX_REWARD_SCALE_RATE))
+    if reward_scale_rate <= 0:
+        raise ValueError(f"env.args.reward_scale_rate must be > 0, got {reward_scale_rate}.")
     if "scenario" in args:
         raise ValueError("env.args.scenario is not accepted: set env.scenario to the map name.")
     if cfg.episode_limit is not None:
@@ -218,6 +225,7 @@ def _smax_adapter(cfg: EnvConfig) -> _Adapter:
     n_allies = env.num_allies
     limit = int(env.max_steps)
     state_scale = jnp.asarray(smax_state_scale(env), jnp.float32)
+    reward_scale = reward_scale_rate / (1.0 + env.won_battle_bonus)  # max return -> reward_scale_rate
 
     def observe(obs_dict, st):
         obs = jnp.stack([obs_dict[a] for a in agents]).astype(jnp.float32)
@@ -238,7 +246,7 @@ def _smax_adapter(cfg: EnvConfig) -> _Adapter:
         enemies_dead = ~jnp.any(alive[n_allies:])
         terminated = allies_dead | enemies_dead
         won = enemies_dead & ~allies_dead
-        reward = rewards[agents[0]].astype(jnp.float32)  # all allies share it
+        reward = rewards[agents[0]].astype(jnp.float32) * reward_scale  # all allies share it
         return st, (obs, state, avail, reward, terminated, won)
 
     return _Adapter(env, agents, env.num_ally_actions, limit, True, reset_one, step_one)

@@ -15,6 +15,8 @@ Every critic has two entry points:
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -34,6 +36,11 @@ class Critic(nn.Module):
     def q_taken(self, actions: Tensor, state: Tensor, valid: Tensor, dense: bool = False) -> Tensor:
         """Q(s, u) on the one-hot joint action of ``actions`` (see the module doc)."""
         return self(joint_onehot(actions, valid, self.n_actions, state.dtype), state)
+
+    def at_state(self, state: Tensor) -> Callable[[Tensor], Tensor]:
+        """``u ↦ Q(s, u)`` for fixed states: what depends on the state alone is computed
+        once, here (the actor evaluates the frozen critic at its changing probabilities)."""
+        return lambda joint_action: self(joint_action, state)
 
 
 class MixingCritic(Critic):
@@ -66,16 +73,19 @@ class MixingCritic(Critic):
 
     def forward(self, joint_action: Tensor, state: Tensor) -> Tensor:
         """``joint_action (..., n·|A|)``, ``state (..., S)`` → ``Q (...)``."""
+        return self.at_state(state)(joint_action)
+
+    def at_state(self, state: Tensor) -> Callable[[Tensor], Tensor]:
         lead = state.shape[:-1]
         s = state.reshape(-1, state.shape[-1])
-        u = joint_action.reshape(-1, 1, self.action_dim)
         w1 = self.hyper_w1(s).view(-1, self.action_dim, self.hidden)
-        return self._mix(torch.bmm(u, w1).squeeze(1), s).view(lead)
+        b1, w2, b2 = self.hyper_b1(s), self.hyper_w2(s), self.hyper_b2(s)
 
-    def _mix(self, w1u: Tensor, s: Tensor) -> Tensor:
-        """``w2(s)ᵀ · ReLU(W1(s)ᵀu + b1(s)) + b2(s)`` from ``W1(s)ᵀu (N, H)``."""
-        h = torch.relu(w1u + self.hyper_b1(s))
-        return (h * self.hyper_w2(s)).sum(-1, keepdim=True) + self.hyper_b2(s)
+        def q(joint_action: Tensor) -> Tensor:
+            w1u = torch.bmm(joint_action.reshape(-1, 1, self.action_dim), w1).squeeze(1)
+            return _mix(w1u, b1, w2, b2).view(lead)
+
+        return q
 
     def q_taken(self, actions: Tensor, state: Tensor, valid: Tensor, dense: bool = False) -> Tensor:
         """Q(s, u) on one-hot joint actions, exactly, without forming ``W1(s)``.
@@ -99,7 +109,12 @@ class MixingCritic(Critic):
             z, out = s, self.hyper_w1
         groups = torch.where(valid[:, None], acts, self.n_actions)  # padding: group |A|, skipped
         w1u = _TakenRows.apply(z, out.weight, out.bias, groups, self.n_actions, self.hidden)
-        return self._mix(w1u, s).view(lead)
+        return _mix(w1u, self.hyper_b1(s), self.hyper_w2(s), self.hyper_b2(s)).view(lead)
+
+
+def _mix(w1u: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
+    """Eq. 1 from ``W1(s)ᵀu (N, H)``: ``w2(s)ᵀ · ReLU(W1(s)ᵀu + b1(s)) + b2(s)``."""
+    return (torch.relu(w1u + b1) * w2).sum(-1, keepdim=True) + b2
 
 
 class _TakenRows(torch.autograd.Function):
@@ -177,9 +192,12 @@ class MLPCritic(Critic):
         self.head = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
     def forward(self, joint_action: Tensor, state: Tensor) -> Tensor:
-        lead = state.shape[:-1]
-        u = joint_action.reshape(*lead, -1)
-        return self.head(torch.cat([self.f_s(state), self.f_u(u)], dim=-1)).squeeze(-1)
+        return self.at_state(state)(joint_action)
+
+    def at_state(self, state: Tensor) -> Callable[[Tensor], Tensor]:
+        lead, fs = state.shape[:-1], self.f_s(state)
+        return lambda joint_action: self.head(torch.cat([fs, self.f_u(joint_action.reshape(*lead, -1))],
+                                                        dim=-1)).squeeze(-1)
 
 
 def build_critic(kind: str, state_dim: int, n_agents: int, n_actions: int, embed_dim: int = 64,

@@ -1,0 +1,102 @@
+"""The uniform random policy's score on an environment: the floor every return is read against.
+
+    python -m lica.analysis.random_policy env=spread [episodes=1024] [seed=0] [<more Hydra overrides>]
+
+Composes ``conf/train.yaml`` with the overrides (so ``env=...`` picks the task exactly as
+training does), runs ``episodes`` episodes in which every agent picks uniformly among its
+available actions, through the step-wise collector of training and evaluation, and prints the
+mean episode return, episode length and (where the env reports them) win rate, with the
+standard error of each mean.  Episode ``i`` is reset with the ``i``-th seed of
+``SeedSequence([seed, 3])`` (training, evaluation and ``lica.evaluate`` use streams 0-2).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lica.envs import make_vec_env
+from lica.rollout.collector import Collector
+
+RANDOM_STREAM = 3
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+class UniformPolicy(nn.Module):
+    """The actor interface with all-zero logits: after the availability mask, a uniform
+    choice among each agent's available actions."""
+
+    recurrent = False
+
+    def __init__(self, n_agents: int, n_actions: int) -> None:
+        super().__init__()
+        self.n_agents, self.n_actions = n_agents, n_actions
+
+    def initial_state(self, batch: int, device: torch.device | None = None) -> Tensor:
+        return torch.zeros(batch, self.n_agents, 0, device=device)
+
+    def forward(self, obs: Tensor, last_action_onehot: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.zeros(*obs.shape[:-1], self.n_actions), hidden
+
+
+def random_policy_score(overrides: list[str], episodes: int = 1024, seed: int = 0) -> dict[str, Any]:
+    """Mean (and standard error) of the test metrics of the uniform policy."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from lica.config import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = OmegaConf.to_object(compose(config_name="train", overrides=overrides))
+    GlobalHydra.instance().clear()
+    vec = make_vec_env(cfg.env, episodes, 0)
+    try:
+        info = vec.info
+        seeds = np.random.SeedSequence([seed, RANDOM_STREAM]).generate_state(episodes).astype(np.int64)
+        _, stats = Collector(vec).collect(UniformPolicy(info.n_agents, info.n_actions), seeds,
+                                               generator=torch.Generator().manual_seed(seed))
+    finally:
+        vec.close()
+    out: dict[str, Any] = {"env": f"{cfg.env.backend}:{cfg.env.scenario}", "n_agents": info.n_agents,
+                           "episode_limit": info.episode_limit, "episodes": episodes, "seed": seed}
+    columns = {"return": stats.returns, "ep_length": stats.lengths.astype(float)}
+    if info.reports_wins:
+        columns["battle_won"] = stats.won.astype(float)
+    for name, x in columns.items():
+        out[f"{name}_mean"] = float(x.mean())
+        out[f"{name}_sem"] = float(x.std(ddof=1) / np.sqrt(len(x)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    episodes, seed, overrides = 1024, 0, []
+    for a in args:
+        key, _, value = a.partition("=")
+        if key == "episodes":
+            episodes = int(value)
+        elif key == "seed":
+            seed = int(value)
+        else:
+            overrides.append(a)
+    if episodes < 2:
+        raise SystemExit("lica.analysis.random_policy: episodes must be >= 2")
+    r = random_policy_score(overrides, episodes, seed)
+    print(f"uniform random policy on {r['env']} (n={r['n_agents']}, limit {r['episode_limit']}), "
+          f"{episodes} episodes, seed {seed}:")
+    for name in ("return", "ep_length", "battle_won"):
+        if f"{name}_mean" in r:
+            print(f"   {name}: {r[f'{name}_mean']:.3f} ± {r[f'{name}_sem']:.3f} (s.e.m.)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
