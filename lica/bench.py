@@ -16,7 +16,7 @@ slow drifts of a shared machine's load hit all three alike.
   valid actions and no actor, i.e. the env alone without per-step dispatch.
 * **training** -- full LICA iterations (collect a batch + critic step + actor step)
   through the real Lightning ``Trainer`` and ``RolloutDataModule``, built as
-  :func:`lica.train.train` builds them from ``conf/`` (Hydra compose with
+  :func:`lica.train.train` builds them from ``lica/conf/`` (Hydra compose with
   ``env=<name>``).  Evaluation episodes are excluded: their time is measured and
   subtracted.  The limit and rollout measurements of a repetition run *inside* the
   training fit, between training chunks (on their own envs, with their own RNGs; the
@@ -61,7 +61,7 @@ from lica.runtime import keep_freed_memory
 
 DEFAULT_ENVS = ("spread", "spread5", "predator_prey", "jax_spread", "smax_5m_vs_6m")
 DEFAULT_WORKERS = (0, 1, 2, 4)
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 _BENCH_STREAM = 7  # seed stream of the bench's own episodes (training uses 0, evaluation 1)
 
 
@@ -171,7 +171,7 @@ def machine_info() -> dict[str, Any]:
 
 
 def compose(env: str, overrides: tuple[str, ...] = ()) -> Any:
-    """``conf/train.yaml`` composed as ``python -m lica.train env=<env> <overrides>``."""
+    """``lica/conf/train.yaml`` composed as ``python -m lica.train env=<env> <overrides>``."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -566,7 +566,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchSettings, Path]:
     p = argparse.ArgumentParser(prog="python -m lica.bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--envs", type=_csv(str), default=DEFAULT_ENVS,
-                   help="comma-separated conf/env names (default: %(default)s)")
+                   help="comma-separated lica/conf/env names (default: %(default)s)")
     p.add_argument("--workers", type=_csv(int), default=DEFAULT_WORKERS,
                    help="worker counts for process-pool backends (default: 0,1,2,4)")
     p.add_argument("--reps", type=int, default=3, help="repetitions; the table shows medians")

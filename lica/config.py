@@ -1,6 +1,6 @@
 """Dataclass schemas for every config group, registered in Hydra's ConfigStore.
 
-``conf/train.yaml`` starts its defaults list with ``train_schema`` (the
+``lica/conf/train.yaml`` starts its defaults list with ``train_schema`` (the
 :class:`TrainConfig` below), so every composed config is type-checked: an unknown key
 (``algo.entropy_coeff=...``) or a wrong type (``algo.gamma=high``) fails at compose
 time with Hydra's own message.  :func:`validate` then rejects values that type-check
@@ -154,7 +154,7 @@ MAX_SEED = 2**32 - 1  # Lightning's seed_everything and numpy's legacy seeding s
 
 
 def register_configs() -> None:
-    """Register the schema so ``conf/train.yaml`` can name it in its defaults list."""
+    """Register the schema so ``lica/conf/train.yaml`` can name it in its defaults list."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
 

@@ -1,6 +1,6 @@
 """Training entry point: ``python -m lica.train [overrides]`` (console script ``lica-train``).
 
-Hydra composes ``conf/train.yaml``; :func:`train` takes the run folder (locked for the
+Hydra composes ``lica/conf/train.yaml``; :func:`train` takes the run folder (locked for the
 run's lifetime), checks the config, picks and checks the checkpoint a resumed run
 continues from, builds the rollout DataModule, the LightningModule named by
 ``algo.name``, the loggers and a Lightning ``Trainer``, fits, reports how the run ended
@@ -11,7 +11,7 @@ Order of the first steps, so that a refused run changes nothing: lock the folder
 Hydra's record of the config (``.hydra/``) only if the folder has none yet; validate;
 choose the checkpoint and check the config against it; only then rewrite ``.hydra/`` of a
 resumed run and let the loggers write ``csv/hparams.yaml``.  (``hydra.output_subdir`` is
-null in ``conf/train.yaml``: Hydra itself would write ``.hydra/`` before any check.)
+null in ``lica/conf/train.yaml``: Hydra itself would write ``.hydra/`` before any check.)
 """
 
 from __future__ import annotations
@@ -264,7 +264,7 @@ def format_summary(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     summary = train(cfg)
     if summary["interrupted_by"]:

@@ -1,7 +1,7 @@
 """What a run's *variant* is: the one definition every comparison in lica uses.
 
 A variant is the set of **learning-relevant settings** of a run: its whole composed config
-(``conf/train.yaml`` after overrides, flattened to dotted keys) minus the seed and the
+(``lica/conf/train.yaml`` after overrides, flattened to dotted keys) minus the seed and the
 execution-only keys of :data:`EXECUTION_ONLY` (worker processes, logger, paths, launcher,
 progress bar, checkpoint interval, threads, accelerator: they change how a run executes,
 not what it learns).  Two runs are seeds of the same variant exactly when these settings
@@ -21,7 +21,7 @@ is not the same in all runs, in the paper's words where there are some:
 * any other key as ``<last part of the key>=<value>``, e.g. ``actor_lr=0.01``.
 
 Settings that follow from the algorithm or the environment (a COMA run's β=0, the per-env
-ξ and learning rates of ``conf/env/*.yaml``) are left out of the label when, across the
+ξ and learning rates of ``lica/conf/env/*.yaml``) are left out of the label when, across the
 compared runs, they are a function of the algorithm and env labels; if two variants would
 then share a label, the keys that tell them apart are added.  When nothing differs, the
 label is the description of the runs (:func:`describe`: ``LICA, C_Mix, ξ=0.1,

@@ -1,4 +1,4 @@
-"""Shared fixtures: Hydra composition of the real ``conf/`` tree."""
+"""Shared fixtures: Hydra composition of the real ``lica/conf/`` tree."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from lica.config import register_configs
 
 from tests.slurm_cluster import slurm_cluster  # noqa: F401  (session fixture: the real cluster)
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "lica" / "conf")
 
 # Small, fast settings for end-to-end runs on 2 cores.
 TINY = [
@@ -23,7 +23,7 @@ TINY = [
 
 
 def compose_config(overrides: list[str] | None = None) -> DictConfig:
-    """Compose ``conf/train.yaml`` exactly as ``python -m lica.train`` does."""
+    """Compose ``lica/conf/train.yaml`` exactly as ``python -m lica.train`` does."""
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=CONF_DIR):

@@ -137,7 +137,7 @@ def test_entropy_bonus_is_optional():
 
 
 def test_coma_config_is_pymarls():
-    raw = OmegaConf.load(ROOT / "conf" / "algo" / "coma.yaml")
+    raw = OmegaConf.load(ROOT / "lica" / "conf" / "algo" / "coma.yaml")
     assert (raw.name, raw.actor_lr, raw.critic_lr, raw.td_lambda) == ("coma", 0.0005, 0.0005, 0.8)
     assert (raw.target_update_interval, raw.grad_norm_clip, raw.gamma, raw.beta) == (200, 10.0, 0.99, 0.0)
     cfg = compose_config(["algo=coma", "env=smac_5m_vs_6m"])  # an env that keeps the algo's rates

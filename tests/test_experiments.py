@@ -1,4 +1,4 @@
-"""The paper's setups and grids (``conf/experiment/*.yaml``) compose and expand as documented.
+"""The paper's setups and grids (``lica/conf/experiment/*.yaml``) compose and expand as documented.
 
 A grid is an experiment whose ``hydra.sweeper.params`` Hydra's basic sweeper expands under
 ``python -m lica.train -m experiment=<name>``.  :func:`expand` does what

@@ -300,7 +300,7 @@ def test_sc2_version(tmp_path, monkeypatch):
     ("5m_vs_6m", 0.11, 64_000_000), ("2c_vs_64zg", 0.06, 64_000_000),
     ("MMM2", 0.06, 64_000_000), ("3s5z_vs_3s6z", 0.03, 64_000_000)])
 def test_map_configs(scenario, xi, budget):
-    path = ROOT / "conf" / "env" / f"smac_{scenario}.yaml"
+    path = ROOT / "lica" / "conf" / "env" / f"smac_{scenario}.yaml"
     assert path.read_text().startswith("# @package _global_")
     cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(path))
     assert cfg.env.backend == "smac" and cfg.env.scenario == scenario
@@ -314,7 +314,7 @@ def test_map_configs(scenario, xi, budget):
 
 
 def test_map_configs_compose_with_train_yaml():
-    """Through conf/train.yaml: the map's budget and xi must survive the defaults order."""
+    """Through lica/conf/train.yaml: the map's budget and xi must survive the defaults order."""
     from hydra import compose, initialize_config_dir
 
     from lica.config import register_configs
@@ -322,13 +322,13 @@ def test_map_configs_compose_with_train_yaml():
     register_configs()
     import yaml
 
-    train = yaml.safe_load((ROOT / "conf" / "train.yaml").read_text())
+    train = yaml.safe_load((ROOT / "lica" / "conf" / "train.yaml").read_text())
     groups = [next(iter(d)) if isinstance(d, dict) else d for d in train["defaults"]]
     groups = [g.removeprefix("optional ") for g in groups]
     if "trainer" in groups and groups.index("trainer") > groups.index("env"):
-        pytest.xfail("conf/train.yaml lists `trainer` after `env`, so trainer/default.yaml "
+        pytest.xfail("lica/conf/train.yaml lists `trainer` after `env`, so trainer/default.yaml "
                      "overwrites the SMAC map's max_env_steps: list trainer before env")
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(ROOT / "lica" / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=["env=smac_5m_vs_6m"])
     assert cfg.env.scenario == "5m_vs_6m" and cfg.algo.entropy_coef == 0.11
     assert cfg.trainer.max_env_steps == 64_000_000 and cfg.rollout.eval_interval == 320_000

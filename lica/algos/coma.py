@@ -23,7 +23,7 @@ Per on-policy batch (PyMARL's ``coma_learner`` with one critic step per batch):
 
 Unavailable actions have probability exactly 0 (``masked_logits``), so they take no part
 in the baseline; padded cells are excluded with ``torch.where`` masks.  PyMARL's COMA
-has no entropy bonus (``conf/algo/coma.yaml``: ``entropy=vanilla, beta=0``); a positive
+has no entropy bonus (``lica/conf/algo/coma.yaml``: ``entropy=vanilla, beta=0``); a positive
 ``algo.beta`` (or ``algo.entropy=adaptive`` with ``algo.entropy_coef``) adds the same
 entropy term as LICA's to the policy-gradient loss.  PyMARL's ε-mixing of the training
 policy is not used: training actions come from the masked softmax like LICA's.
