@@ -61,7 +61,6 @@ from lica.runtime import keep_freed_memory
 
 DEFAULT_ENVS = ("spread", "spread5", "predator_prey", "jax_spread", "smax_5m_vs_6m")
 DEFAULT_WORKERS = (0, 1, 2, 4)
-CONF_DIR = Path(__file__).resolve().parent / "conf"
 _BENCH_STREAM = 7  # seed stream of the bench's own episodes (training uses 0, evaluation 1)
 
 
@@ -172,19 +171,9 @@ def machine_info() -> dict[str, Any]:
 
 def compose(env: str, overrides: tuple[str, ...] = ()) -> Any:
     """``lica/conf/train.yaml`` composed as ``python -m lica.train env=<env> <overrides>``."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from lica.config import compose as compose_train
 
-    from lica.config import register_configs
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-            return hydra_compose(config_name="train", overrides=[f"env={env}", *overrides])
-    finally:
-        GlobalHydra.instance().clear()
+    return compose_train([f"env={env}", *overrides])
 
 
 def backend_available(backend: str) -> str | None:
@@ -193,7 +182,7 @@ def backend_available(backend: str) -> str | None:
     from lica.envs import backend_module
 
     try:
-        backend_module(EnvConfig(backend=backend))
+        backend_module(EnvConfig(backend=backend, scenario=""))
     except ImportError as err:
         return str(err).splitlines()[0]
     return None

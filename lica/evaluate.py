@@ -30,7 +30,7 @@ import torch
 from omegaconf import OmegaConf
 
 from lica.algos import build_module
-from lica.config import TrainConfig
+from lica.config import TrainConfig, train_config
 from lica.envs import make_single_env, make_vec_env
 from lica.envs.vec import WorkerPoolVecEnv
 from lica.render import RecordingEnv, write_gif
@@ -103,7 +103,7 @@ def run_config(ckpt: dict[str, Any], run_dir: Path) -> TrainConfig:
     record = run_dir / ".hydra" / "config.yaml"
     if not record.is_file():
         raise SystemExit(f"lica.evaluate: the checkpoint holds no config and {record} does not exist")
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(record)))
+    return train_config(OmegaConf.load(record))
 
 
 def evaluate(target: Path, args: EvalArgs) -> dict[str, Any]:

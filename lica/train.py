@@ -36,7 +36,7 @@ from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 from lica.algos import build_module
 from lica.callbacks import EnvStepProgressBar, PreemptionCheckpoint, ProgressLog, RunCheckpoints
-from lica.config import TrainConfig, register_configs, validate
+from lica.config import TrainConfig, plain_config, register_configs, validate
 from lica.envs import backend_module
 from lica.loggers import build_loggers, run_tags, wandb_group
 from lica.resume import (LAST, PREVIOUS, AtomicCheckpointIO, CheckpointError, RunLock, check_compatible,
@@ -133,7 +133,7 @@ def train(dcfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]
             raise CheckpointError(
                 f"run folder {run_dir} already holds a run ({ckpt_dir / LAST}): continue it with resume=true, "
                 "or start this run in another folder (hydra.run.dir=...)")
-        config = OmegaConf.to_container(dcfg, resolve=True)
+        config = plain_config(dcfg)
         if ckpt is not None:
             check_compatible(ckpt_path, ckpt, config)
         check_writable(ckpt_dir)
@@ -203,7 +203,7 @@ def _trainer(cfg: TrainConfig, dcfg: DictConfig, run_dir: Path, ckpt_path: Path 
         # a resumed run stays in its W&B group when its budget or evaluation schedule changed
         cfg.logger.wandb.group = wandb_group(started_as)
     loggers = build_loggers(cfg, run_dir, ckpt_path=ckpt_path)
-    hparams = {**OmegaConf.to_container(dcfg, resolve=True), "tags": run_tags(cfg)}
+    hparams = {**plain_config(dcfg), "tags": run_tags(cfg)}
     install_info = getattr(backend_module(cfg.env), "install_info", None)
     if install_info is not None:  # e.g. the StarCraft II version of a SMAC run
         hparams["env_install"] = install_info()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from lica.config import EnvConfig, TrainConfig
+from lica.config import EnvConfig, LICAConfig, TrainConfig
 from lica.envs import base
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -302,7 +302,7 @@ def test_sc2_version(tmp_path, monkeypatch):
 def test_map_configs(scenario, xi, budget):
     path = ROOT / "lica" / "conf" / "env" / f"smac_{scenario}.yaml"
     assert path.read_text().startswith("# @package _global_")
-    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(path))
+    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig(algo=LICAConfig(name="lica"))), OmegaConf.load(path))
     assert cfg.env.backend == "smac" and cfg.env.scenario == scenario
     assert cfg.env.n_agents is None and cfg.env.episode_limit is None
     assert cfg.algo.entropy_coef == xi and cfg.trainer.max_env_steps == budget

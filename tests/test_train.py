@@ -120,7 +120,6 @@ def test_unknown_group_option_fails_at_compose():
     ("rollout.num_workers=3", "must divide"), ("algo.td_lambda=1.5", "td_lambda"),
     ("env.n_agents=0", r"env.n_agents must be >= 1 \(or null"), ("env.n_agents=-2", "env.n_agents must be >= 1"),
     ("env.episode_limit=0", r"env.episode_limit must be >= 1 env step \(or null"),
-    ("env.backend=bogus", "env.backend must be one of mpe, jax, smac"),
     ("seed=-1", r"seed must lie in \[0, 4294967295\]"), ("seed=4294967296", "seed must lie in"),
     ("trainer.torch_threads=0", "trainer.torch_threads must be >= 1"),
     ("trainer.devices=2", "trainer.devices must be 1, got 2: lica learns in one process"),

@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from lica.config import AlgoConfig
+from lica.config import ActorCriticConfig
 from lica.envs.base import EnvInfo
 from lica.models.agents import MultiAgentPolicy
 from lica.rollout.batch import EpisodeBatch
@@ -27,7 +27,7 @@ class ActorCriticModule(pl.LightningModule):
     critic: nn.Module
     target_critic: nn.Module
 
-    def __init__(self, algo: AlgoConfig, env_info: EnvInfo, eval_interval: int) -> None:
+    def __init__(self, algo: ActorCriticConfig, env_info: EnvInfo, eval_interval: int) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.algo, self.env_info, self.eval_interval = algo, env_info, eval_interval
