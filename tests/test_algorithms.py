@@ -61,6 +61,25 @@ def test_lica_reference_pins_every_lica_setting():
     assert cfg.entropy_coef == 0.11  # the map's ξ, from its task file
 
 
+def test_task_settings_of_one_algorithm_apply_to_that_algorithm_alone(tmp_path):
+    """lica/conf/tuning/<algo>/<env>.yaml (selected by algo and env together): LICA-only keys
+    there reach algo=lica on that env, and neither COMA (whose config has no such key) nor
+    the pinned reference."""
+    (tmp_path / "tuning" / "lica").mkdir(parents=True)
+    (tmp_path / "tuning" / "lica" / "spread.yaml").write_text("# @package _global_\nalgo:\n  critic_updates: 3\n")
+    extra = [f"hydra.searchpath=[file://{tmp_path}]"]
+    assert compose_config(["algo=lica", *extra]).algo.critic_updates == 3
+    assert compose_config(["algo=lica", "env=spread5", *extra]).algo.critic_updates == 1
+    assert compose_config(["algo=lica_reference", *extra]).algo.critic_updates == 1
+    assert "critic_updates" not in compose_config(["algo=coma", *extra]).algo
+
+
+def test_env_files_hold_the_environment_only_and_each_env_has_its_task():
+    for env_file in sorted((CONF_DIR / "env").glob("*.yaml")):
+        assert set(OmegaConf.load(env_file)) <= {"backend", "scenario", "n_agents", "episode_limit", "args"}, env_file
+        assert (CONF_DIR / "task" / env_file.name).is_file(), f"{env_file.stem} has no task file"
+
+
 def read_rows(run_dir) -> list[dict[str, str]]:
     return list(csv.DictReader((run_dir / "csv" / "metrics.csv").open()))
 
