@@ -88,7 +88,7 @@ def algo_config(ablation: str = "full", extra: list[str] | None = None):
 
 def build(ablation: str, seed: int = 0):
     torch.manual_seed(seed)
-    return build_module(algo_config(ablation), INFO, eval_interval=100)
+    return build_module(algo_config(ablation), INFO)
 
 
 def diff(a: Any, b: Any, path: str = "") -> dict[str, tuple[Any, Any]]:

@@ -82,7 +82,7 @@ def test_one_update_matches_an_independent_computation():
     step with advantages of the *updated* critic: loss = −mean over valid cells and
     agents of A·log π(u^a), with π the softmax over available actions only."""
     torch.manual_seed(0)
-    module = build_module(coma_algo(), INFO, eval_interval=100)
+    module = build_module(coma_algo(), INFO)
     assert isinstance(module, COMA)
     batch = synthetic_batch()
     critic0, actor0 = copy.deepcopy(module.critic), copy.deepcopy(module.actor)
@@ -125,7 +125,7 @@ def test_one_update_matches_an_independent_computation():
 
 def test_entropy_bonus_is_optional():
     torch.manual_seed(0)
-    module = build_module(coma_algo(["algo.beta=0.5"]), INFO, eval_interval=100)
+    module = build_module(coma_algo(["algo.beta=0.5"]), INFO)
     metrics = run_update(module, synthetic_batch())
     assert metrics["actor_loss"] == pytest.approx(metrics["pg_loss"] - 0.5 * metrics["policy_entropy"])
 
@@ -146,4 +146,4 @@ def test_coma_refuses_lica_ablations_at_compose_time(ablation):
 
 
 def test_coma_accepts_the_entropy_ablation():
-    assert isinstance(build_module(coma_algo(["ablation=vanilla_entropy"]), INFO, eval_interval=100), COMA)
+    assert isinstance(build_module(coma_algo(["ablation=vanilla_entropy"]), INFO), COMA)

@@ -15,6 +15,7 @@ import torch
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
+from lica.callbacks import Evaluation
 from lica.config import validate
 from lica.train import train
 from tests.conftest import TINY, compose_config
@@ -43,14 +44,15 @@ def test_end_to_end_run_produces_metrics_and_checkpoint(tmp_path, workers):
     assert {"actor.fc1.weight", "critic.hyper_w1.0.weight", "target_critic.hyper_w1.0.weight"} <= set(ckpt["state_dict"])
     assert len(ckpt["optimizer_states"]) == 2
     assert ckpt["RolloutDataModule"]["env_steps"] == 1600
-    assert {"critic_steps", "next_eval_at", "rng", "logger_run_ids", "test_history"} <= set(ckpt["lica"])
+    assert {"critic_steps", "rng", "logger_run_ids"} <= set(ckpt["lica"])
+    assert {"next_eval_at", "test_history"} <= set(ckpt["callbacks"]["Evaluation"])  # lica.callbacks.Evaluation
     assert summary["env_steps"] == 1600 and summary["final_test"]["env_steps"] == 1600
     assert (tmp_path / "summary.json").exists()
     # best.ckpt: the parameters of the best evaluation after an update (not the untrained one at 0)
     best = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=False)
-    after_updates = [h for h in ckpt["lica"]["test_history"] if h["env_steps"] > 0]
+    after_updates = [h for h in Evaluation.history_in(ckpt) if h["env_steps"] > 0]
     top = max(after_updates, key=lambda h: h["test_return_mean"])
-    assert best["lica"]["test_history"][-1] == top and best["RolloutDataModule"]["env_steps"] == top["env_steps"]
+    assert Evaluation.history_in(best)[-1] == top and best["RolloutDataModule"]["env_steps"] == top["env_steps"]
     assert summary["best_test_return"] == top["test_return_mean"]
 
 

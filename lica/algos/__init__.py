@@ -13,8 +13,8 @@ if TYPE_CHECKING:
     from lica.algos.base import ActorCriticModule
 
 
-def build_module(algo: ActorCriticConfig, env_info: EnvInfo, eval_interval: int) -> ActorCriticModule:
+def build_module(algo: ActorCriticConfig, env_info: EnvInfo) -> ActorCriticModule:
     """The LightningModule of the algorithm ``algo`` configures (``algo.name`` in
     :data:`lica.config.ALGORITHMS`)."""
     module, _, cls = ALGORITHMS[algo.name].module.partition(":")
-    return getattr(importlib.import_module(module), cls)(algo, env_info, eval_interval)
+    return getattr(importlib.import_module(module), cls)(algo, env_info)

@@ -100,8 +100,8 @@ def per_agent_td_lambda_targets(target_q: Tensor, reward: Tensor, terminal: Tens
 class COMA(ActorCriticModule):
     """COMA on the shared :class:`ActorCriticModule` machinery (same actor as LICA)."""
 
-    def __init__(self, algo: COMAConfig, env_info: EnvInfo, eval_interval: int) -> None:
-        super().__init__(algo, env_info, eval_interval)
+    def __init__(self, algo: COMAConfig, env_info: EnvInfo) -> None:
+        super().__init__(algo, env_info)
         self.critic = COMACritic(env_info.state_dim, env_info.obs_dim, env_info.n_agents, env_info.n_actions)
         self.make_target()
 

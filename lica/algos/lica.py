@@ -23,8 +23,8 @@ from lica.rollout.batch import EpisodeBatch
 
 
 class LICA(ActorCriticModule):
-    def __init__(self, algo: LICAConfig, env_info: EnvInfo, eval_interval: int) -> None:
-        super().__init__(algo, env_info, eval_interval)
+    def __init__(self, algo: LICAConfig, env_info: EnvInfo) -> None:
+        super().__init__(algo, env_info)
         self.critic = build_critic(algo.critic, env_info.state_dim, env_info.n_agents, env_info.n_actions,
                                    algo.mixing_embed_dim, algo.hypernet_layers, algo.hypernet_embed)
         self.make_target()

@@ -19,28 +19,13 @@ jitted program.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from lica.envs.base import VecEnv
 from lica.models.agents import MultiAgentPolicy, masked_logits
-from lica.rollout.batch import EpisodeBatch
-
-
-@dataclass
-class EpisodeStats:
-    returns: np.ndarray  # (B,) undiscounted episode return
-    lengths: np.ndarray  # (B,) transitions per episode
-    won: np.ndarray  # (B,) bool
-
-    def summary(self, prefix: str, reports_wins: bool) -> dict[str, float]:
-        out = {f"{prefix}_return_mean": float(self.returns.mean()),
-               f"{prefix}_ep_length_mean": float(self.lengths.mean())}
-        if reports_wins:
-            out[f"{prefix}_battle_won_mean"] = float(self.won.mean())
-        return out
+from lica.rollout.batch import EpisodeBatch, EpisodeStats
 
 
 class Collector:
@@ -81,8 +66,9 @@ class Collector:
         self._eye = torch.eye(k)
 
     def collect(self, policy: MultiAgentPolicy, seeds: np.ndarray, greedy: bool = False,
-                generator: torch.Generator | None = None) -> tuple[EpisodeBatch, EpisodeStats]:
-        """Run one episode in every env (env ``i`` reset with ``seeds[i]``).
+                generator: torch.Generator | None = None) -> EpisodeBatch:
+        """Run one episode in every env (env ``i`` reset with ``seeds[i]``); the batch
+        carries the episodes' statistics (``batch.stats``).
 
         The policy runs with one torch thread whatever the learner uses
         (``trainer.torch_threads``): its matrices are tiny, and extra intra-op threads
@@ -97,7 +83,9 @@ class Collector:
             if threads != 1:
                 torch.set_num_threads(threads)
         returns, lengths = self._finish_transitions(t_end)
-        return self._batch(t_end), EpisodeStats(returns, lengths, won)
+        batch = self._batch(t_end)
+        batch.stats = EpisodeStats(returns, lengths, won)
+        return batch
 
     # -- the loop --------------------------------------------------------------------------
     def _act(self, policy: MultiAgentPolicy, obs: np.ndarray, avail: np.ndarray, last_onehot: torch.Tensor,
