@@ -225,7 +225,7 @@ class _SideBySide:
 
     def __init__(self, cfg: Any, workers: int | None, settings: BenchSettings) -> None:
         from lica.envs import make_vec_env
-        from lica.rollout.collector import make_collector
+        from lica.rollout import make_collector
 
         self.settings = settings
         r = cfg.rollout

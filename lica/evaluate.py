@@ -33,7 +33,7 @@ from lica.envs import make_single_env, make_vec_env
 from lica.envs.vec import WorkerPoolVecEnv
 from lica.render import RecordingEnv, write_gif
 from lica.resume import BEST, LAST, CheckpointError, read_checkpoint, saved_config
-from lica.rollout.collector import make_collector
+from lica.rollout import make_collector
 from lica.seeding import Stream, episode_seeds, sampling_generator
 
 

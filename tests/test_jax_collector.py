@@ -15,7 +15,8 @@ import jax.numpy as jnp  # noqa: E402
 from lica.config import AgentConfig, EnvConfig  # noqa: E402
 from lica.envs import make_vec_env  # noqa: E402
 from lica.models.agents import MultiAgentPolicy, action_distribution  # noqa: E402
-from lica.rollout.collector import Collector, make_collector  # noqa: E402
+from lica.rollout import make_collector  # noqa: E402
+from lica.rollout.collector import Collector  # noqa: E402
 from lica.rollout.jax_collector import ActorSpec, JaxCollector, actor_params, policy_step  # noqa: E402
 
 pytestmark = pytest.mark.jax

@@ -95,6 +95,7 @@ class VecEnv(ABC):
 
     info: EnvInfo
     num_envs: int
+    traceable: bool = False  # reset_batch/step_batch can be traced by JAX (lica.rollout.make_collector)
 
     @abstractmethod
     def reset(self, seeds: np.ndarray) -> Observation:

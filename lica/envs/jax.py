@@ -285,6 +285,8 @@ def seeds_to_keys(seeds: np.ndarray) -> np.ndarray:
 class JaxVecEnv(VecEnv):
     """``num_envs`` JaxMARL environments in one jitted, vmapped program (see module doc)."""
 
+    traceable = True  # reset_batch/step_batch are pure JAX: the fused collector traces them
+
     def __init__(self, adapter: _Adapter, num_envs: int, scenario: str = "") -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")

@@ -4,21 +4,16 @@ One call = one episode per environment, all started together (finished environme
 wait for the others).  Results are written in place into preallocated numpy buffers of
 ``episode_limit + 1`` rows and handed out as torch tensors trimmed to the longest
 episode.  Training actions are sampled from the masked softmax with the collector's own
-``torch.Generator``; test actions are greedy (LICA_SPEC §6).
+``torch.Generator``; test actions are greedy (docs/algorithm.md §6).
 
 All environments step in lock-step: every step, one batched policy forward for all
-environments and agents, then one ``env.step``.  (Overlapping the policy of one
-worker's environments with another worker's stepping was measured and dropped: on 2
-cores the workers already use both cores, so the policy cannot hide behind them --
-2-8 % slower at 2 workers -- and elsewhere a per-worker policy call costs nearly as much
-as one for the whole batch.)  For the jax backend, :func:`make_collector` returns the
-fused :class:`~lica.rollout.jax_collector.JaxCollector` instead: the same loop as one
-jitted program.
+environments and agents, then one ``env.step``.  For the jax backend,
+:func:`lica.rollout.make_collector` returns the fused
+:class:`~lica.rollout.jax_collector.JaxCollector` instead: the same loop as one jitted
+program.
 """
 
 from __future__ import annotations
-
-import sys
 
 import numpy as np
 import torch
@@ -182,13 +177,3 @@ class Collector:
             * cut["filled"][..., None, None],
         )
 
-
-def make_collector(env: VecEnv) -> Collector:
-    """The collector for ``env``: one whole-batch JAX program for the jax backend
-    (:class:`lica.rollout.jax_collector.JaxCollector`), else the step-wise loop."""
-    jax_envs = sys.modules.get("lica.envs.jax")  # only loaded when a jax env exists
-    if jax_envs is not None and isinstance(env, jax_envs.JaxVecEnv):
-        from lica.rollout.jax_collector import JaxCollector
-
-        return JaxCollector(env)
-    return Collector(env)

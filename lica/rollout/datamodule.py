@@ -27,7 +27,8 @@ from lica.envs import make_vec_env
 from lica.envs.base import EnvInfo, VecEnv
 from lica.models.agents import MultiAgentPolicy
 from lica.rollout.batch import EpisodeBatch
-from lica.rollout.collector import Collector, make_collector
+from lica.rollout import make_collector
+from lica.rollout.collector import Collector
 from lica.seeding import Stream, episode_seeds, sampling_generator
 
 
