@@ -1,21 +1,34 @@
 """The algorithm registry (lica.config.ALGORITHMS): every algorithm composes as
 ``algo=<name>`` from its config class, choices are Enums rejected at compose time, the
-reference configuration stays pinned, and every registered algorithm runs end to end."""
+reference configuration stays pinned, every registered algorithm runs end to end, and a
+third algorithm takes its class, its config and one registry line."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+from dataclasses import dataclass
 
 import pytest
 import torch
 import yaml
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
+from torch import nn
 
-from lica.config import ALGORITHMS, CONF_DIR, LICAConfig, validate
-from lica.train import train
+from lica.algos.base import ActorCriticModule
+from lica.algos.losses import critic_loss, entropy_loss, masked_mean, policy_entropy, td_lambda_targets
+from lica.config import ALGORITHMS, CONF_DIR, ActorCriticConfig, Algorithm, LICAConfig, register_configs, validate
+from lica.envs.base import EnvInfo
+from lica.models.agents import action_distribution
+from lica.plot import plot_multirun
+from lica.rollout.batch import EpisodeBatch
+from lica.train import main, train
 from tests.conftest import TINY, compose_config
+from tests.test_plot import MICRO
 
 
 @pytest.mark.parametrize("override,allowed", [
@@ -103,3 +116,77 @@ def test_every_registered_algorithm_runs_end_to_end(tmp_path, name):
     hparams = yaml.safe_load((tmp_path / "csv" / "hparams.yaml").read_text())
     assert {k: hparams["tags"][k] for k in tags} == {k: summary["tags"][k] for k in tags} == tags
     assert hparams["algo"]["name"] == name and summary["final_test"]["env_steps"] == 1600
+
+
+# -- a third algorithm ----------------------------------------------------------------------
+@dataclass
+class ToyConfig(ActorCriticConfig):
+    """Its config: the shared actor-critic settings and one of its own."""
+
+    value_hidden: int = 16
+
+
+class ToyActorCritic(ActorCriticModule):
+    """Its class: a state-value critic V(s) fitted on TD(λ) targets, and the policy gradient
+    of the joint action with the advantage ``G - V(s)``."""
+
+    def __init__(self, algo: ToyConfig, env_info: EnvInfo) -> None:
+        super().__init__(algo, env_info)
+        self.critic = nn.Sequential(nn.Linear(env_info.state_dim, algo.value_hidden), nn.ReLU(),
+                                    nn.Linear(algo.value_hidden, 1))
+        self.make_target()
+
+    def update(self, batch: EpisodeBatch) -> dict[str, float]:
+        critic_opt, actor_opt = self.optimizers()
+        algo, mask, avail = self.algo, batch.step_mask(), batch.avail[:, :-1]
+        with torch.no_grad():
+            target_v = self.target_critic(batch.state).squeeze(-1).masked_fill(~batch.filled, 0.0)
+        targets = td_lambda_targets(target_v, batch.reward, batch.terminal(algo.bootstrap_on_timeout), mask,
+                                    algo.gamma, algo.td_lambda)
+        v = self.critic(batch.state[:, :-1]).squeeze(-1)
+        loss_c, _ = critic_loss(v, targets, mask)
+        critic_norm = self.optimise(critic_opt, loss_c, self.critic.parameters(), "critic")
+        self.after_critic_step()
+        self.toggle_optimizer(actor_opt)
+        logits = self.actor.unroll(batch.obs[:, :-1], batch.actions_onehot[:, :-1])
+        log_pi = action_distribution(logits, avail).log_prob(batch.actions[:, :-1].clone()).sum(-1)
+        entropy = masked_mean(policy_entropy(logits, avail), mask)
+        ent_term, _ = entropy_loss(entropy, algo.entropy, algo.entropy_weight, algo.entropy_eps)
+        loss_a = -masked_mean((targets - v.detach()) * log_pi, mask) + ent_term
+        actor_norm = self.optimise(actor_opt, loss_a, self.actor.parameters(), "actor")
+        self.untoggle_optimizer(actor_opt)
+        return {"critic_loss": loss_c.item(), "critic_grad_norm": critic_norm, "actor_loss": loss_a.item(),
+                "actor_grad_norm": actor_norm, "policy_entropy": entropy.item()}
+
+
+@pytest.mark.slow
+def test_a_third_algorithm_takes_its_class_its_config_and_one_registry_line(tmp_path, monkeypatch, capsys):
+    """Registered with one line, ``algo=toy`` composes, trains through lica.train in a
+    multirun beside LICA, gets its own row in the sweep's variant table and its own curves
+    in lica.plot, and its runs are tagged the way its config says."""
+    monkeypatch.setitem(ALGORITHMS, "toy", Algorithm(ToyConfig, "tests.test_algorithms:ToyActorCritic"))
+    register_configs()
+    sweep = tmp_path / "sweep"
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+            GlobalHydra.instance().hydra.multirun(
+                config_name="train", task_function=main,
+                overrides=["algo=lica,toy", "seed=1,2", *MICRO, f"hydra.sweep.dir={sweep}",
+                           "hydra/job_logging=none", "hydra/hydra_logging=none"])
+    finally:
+        HydraConfig.instance().cfg = None
+        GlobalHydra.instance().clear()
+    assert "== lica multirun" in capsys.readouterr().out  # the variant table, printed at the end
+    with (sweep / "variants.csv").open() as f:
+        table = {row["variant"]: row for row in csv.DictReader(f)}
+    assert set(table) == {"LICA", "TOY"}
+    assert all((row["seeds"], row["failed"]) == ("2", "0") for row in table.values())
+    result = plot_multirun(sweep, out=tmp_path / "plots")
+    for metric in ("test_return_mean", "policy_entropy"):
+        assert sorted((c.label, c.n_seeds) for c in result.curves[metric]) == [("LICA", 2), ("TOY", 2)]
+    toy_job = next(p for p in sweep.iterdir() if p.is_dir() and "toy" in (p / ".hydra" / "overrides.yaml").read_text())
+    tags = yaml.safe_load((toy_job / "csv" / "hparams.yaml").read_text())["tags"]
+    assert {k: tags[k] for k in ("algo", "critic", "actor_input")} == {"algo": "toy", "critic": "toy",
+                                                                       "actor_input": "sampled"}
+    assert yaml.safe_load((toy_job / "csv" / "hparams.yaml").read_text())["algo"]["value_hidden"] == 16
