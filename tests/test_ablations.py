@@ -1,4 +1,4 @@
-"""The paper's ablations (LICA_SPEC §9) as composable configs: ``ablation=cmlp``
+"""The paper's ablations (docs/algorithm.md §9) as composable configs: ``ablation=cmlp``
 (C_MLP critic), ``ablation=vanilla_entropy`` (−β·H̄ instead of −ξ·H̄/sg(H̄)) and
 ``ablation=gumbel`` (straight-through Gumbel-Softmax critic input).  Each switch changes
 exactly its own component, in the composed config and in the built module."""

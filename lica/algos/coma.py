@@ -19,7 +19,7 @@ Per on-policy batch (PyMARL's ``coma_learner`` with one critic step per batch):
    ``−mean over valid (episode, step) cells and agents of sg(A^a) · log π^a(u^a)``.
    The counterfactual baseline marginalises agent a's own action only, so it does not
    change the expected gradient, and ``Σ_u π(u)·A(u) = 0`` for every agent (the reason
-   COMA's expected advantage is 0 in the paper's 1-step Traffic Junction, LICA_SPEC §8).
+   COMA's expected advantage is 0 in the paper's 1-step Traffic Junction, docs/algorithm.md §8).
 
 Unavailable actions have probability exactly 0 (``masked_logits``), so they take no part
 in the baseline; padded cells are excluded with ``torch.where`` masks.  PyMARL's COMA

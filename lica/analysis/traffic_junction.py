@@ -393,9 +393,8 @@ def run_study(n_inits: int, steps: int = 60, seed: int = 0,
     """Fig. 5 study: train every method from ``n_inits`` random initialisations.
 
     ``kwargs`` override :class:`StudyConfig` fields (``xi``, ``coma_batch``, ``policy_lr``, ...).
-    ``num_threads`` (default 1, restored afterwards): the ops are many small batched
-    matmuls, and on a small shared CPU box several intra-op threads mostly spin against
-    each other (measured ~6x slower with 2 threads on a loaded 2-core machine).
+    ``num_threads`` (default 1, restored afterwards): torch's intra-op threads for the
+    study's many small batched matmuls (one is fastest on small CPUs: docs/performance.md).
     Returns ``{method: MethodResult}``.
     """
     cfg = StudyConfig(steps=steps, **kwargs)

@@ -1,6 +1,6 @@
 """Decentralised policies (the actor) and the action distribution over available actions.
 
-LICA_SPEC §2: input = observation ⊕ one-hot previous action (zeros at t=0) ⊕ one-hot
+docs/algorithm.md §2: input = observation ⊕ one-hot previous action (zeros at t=0) ⊕ one-hot
 agent id.  ``type=rnn`` (SMAC reference): Linear(in, 64) → ReLU → GRUCell(64, 64) →
 Linear(64, |A|).  ``type=mlp`` (the paper's MPE policies): Linear(in, h) → ReLU →
 Linear(h, |A|).  ``shared=False`` gives every agent its own parameters (stacked
@@ -21,7 +21,7 @@ UNAVAILABLE_LOGIT = -1e10
 
 
 def masked_logits(logits: Tensor, avail: Tensor) -> Tensor:
-    """Logits with unavailable actions set to −1e10 (LICA_SPEC §2).
+    """Logits with unavailable actions set to −1e10 (docs/algorithm.md §2).
 
     Rows with *no* available action (padding after an episode ends) are left unmasked
     so that softmax stays finite there; such rows are excluded by the step mask, and no
