@@ -15,10 +15,10 @@ slow drifts of a shared machine's load hit all three alike.
   all; there the bench also measures **fused limit**: the same program with random
   valid actions and no actor, i.e. the env alone without per-step dispatch.
 * **training** -- full LICA iterations (collect a batch + critic step + actor step)
-  through the real Lightning ``Trainer`` and ``RolloutDataModule``, built as
-  :func:`lica.train.train` builds them from ``lica/conf/`` (Hydra compose with
-  ``env=<name>``).  Evaluation episodes are excluded: their time is measured and
-  subtracted.  The limit and rollout measurements of a repetition run *inside* the
+  through the real Lightning ``Trainer`` and ``RolloutDataModule``, built by
+  :class:`lica.experiment.Experiment` as for :func:`lica.train.train` (config composed
+  from ``lica/conf/`` with ``env=<name>``).  Evaluation episodes are excluded: the
+  evaluation callback measures their time and the bench's timer subtracts it.  The limit and rollout measurements of a repetition run *inside* the
   training fit, between training chunks (on their own envs, with their own RNGs; the
   training run does not see them).
 
