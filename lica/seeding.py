@@ -10,11 +10,16 @@
   ``SeedSequence([seed, stream, index])`` (:func:`episode_seeds`), one :class:`Stream` per
   use, so a resumed run sees exactly the episodes the uninterrupted run would have seen
   and the streams never share an episode.
+* Checkpoints: :func:`rng_state` / :func:`set_rng_state` save and restore every global
+  RNG (the module's checkpoint entry), so a resumed run draws what the uninterrupted
+  one would have drawn.
 """
 
 from __future__ import annotations
 
+import random
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -44,3 +49,18 @@ def sampling_generator(seed: int) -> torch.Generator:
 def seed_everything(seed: int) -> None:
     """Seed every global RNG of this process (and of the env workers it starts)."""
     pl.seed_everything(seed, workers=True)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global RNG's state, as plain tensors and numbers (loadable with
+    ``weights_only=True``, which Lightning uses to resume)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos,
+                                                      has_gauss, cached], "python": random.getstate()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(state["python"])

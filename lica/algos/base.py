@@ -8,10 +8,8 @@ tested and what each iteration logs is :class:`lica.callbacks.Evaluation`'s part
 from __future__ import annotations
 
 import copy
-import random
 from typing import Any, Iterator
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
@@ -20,6 +18,7 @@ from lica.config import ActorCriticConfig
 from lica.envs.base import EnvInfo
 from lica.models.agents import MultiAgentPolicy
 from lica.rollout.batch import EpisodeBatch
+from lica.seeding import rng_state, set_rng_state
 
 
 class ActorCriticModule(pl.LightningModule):
@@ -121,17 +120,3 @@ class ActorCriticModule(pl.LightningModule):
         self.target_copied_at, self.env_steps_seen = tuple(state["target_copied_at"]), state["env_steps_seen"]
         set_rng_state(state["rng"])
 
-
-def rng_state() -> dict[str, Any]:
-    """Every global RNG's state, as plain tensors and numbers (loadable with
-    ``weights_only=True``, which Lightning uses to resume)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos,
-                                                      has_gauss, cached], "python": random.getstate()}
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    random.setstate(state["python"])
