@@ -15,10 +15,10 @@ slow drifts of a shared machine's load hit all three alike.
   all; there the bench also measures **fused limit**: the same program with random
   valid actions and no actor, i.e. the env alone without per-step dispatch.
 * **training** -- full LICA iterations (collect a batch + critic step + actor step)
-  through the real Lightning ``Trainer`` and ``RolloutDataModule``, built as
-  :func:`lica.train.train` builds them from ``conf/`` (Hydra compose with
-  ``env=<name>``).  Evaluation episodes are excluded: their time is measured and
-  subtracted.  The limit and rollout measurements of a repetition run *inside* the
+  through the real Lightning ``Trainer`` and ``RolloutDataModule``, built by
+  :class:`lica.experiment.Experiment` as for :func:`lica.train.train` (config composed
+  from ``lica/conf/`` with ``env=<name>``).  Evaluation episodes are excluded: the
+  evaluation callback measures their time and the bench's timer subtracts it.  The limit and rollout measurements of a repetition run *inside* the
   training fit, between training chunks (on their own envs, with their own RNGs; the
   training run does not see them).
 
@@ -57,12 +57,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from lica.runtime import keep_freed_memory
+from lica.seeding import Stream, episode_seeds, sampling_generator
 
 DEFAULT_ENVS = ("spread", "spread5", "predator_prey", "jax_spread", "smax_5m_vs_6m")
 DEFAULT_WORKERS = (0, 1, 2, 4)
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-_BENCH_STREAM = 7  # seed stream of the bench's own episodes (training uses 0, evaluation 1)
 
 
 # --------------------------------------------------------------------------- settings
@@ -171,20 +169,10 @@ def machine_info() -> dict[str, Any]:
 
 
 def compose(env: str, overrides: tuple[str, ...] = ()) -> Any:
-    """``conf/train.yaml`` composed as ``python -m lica.train env=<env> <overrides>``."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    """``lica/conf/train.yaml`` composed as ``python -m lica.train env=<env> <overrides>``."""
+    from lica.config import compose as compose_train
 
-    from lica.config import register_configs
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-            return hydra_compose(config_name="train", overrides=[f"env={env}", *overrides])
-    finally:
-        GlobalHydra.instance().clear()
+    return compose_train([f"env={env}", *overrides])
 
 
 def backend_available(backend: str) -> str | None:
@@ -193,17 +181,13 @@ def backend_available(backend: str) -> str | None:
     from lica.envs import backend_module
 
     try:
-        backend_module(EnvConfig(backend=backend))
+        backend_module(EnvConfig(backend=backend, scenario=""))
     except ImportError as err:
         return str(err).splitlines()[0]
     return None
 
 
 # --------------------------------------------------------------------------- measurements
-
-
-def _seeds(seed: int, index: int, n: int) -> np.ndarray:
-    return np.random.SeedSequence([seed, _BENCH_STREAM, index]).generate_state(n).astype(np.int64)
 
 
 def random_episode_batch(vec: Any, seeds: np.ndarray, rng: np.random.Generator) -> int:
@@ -240,10 +224,8 @@ class _SideBySide:
     ``VecEnv`` (the training run has its own)."""
 
     def __init__(self, cfg: Any, workers: int | None, settings: BenchSettings) -> None:
-        import torch
-
         from lica.envs import make_vec_env
-        from lica.rollout.collector import make_collector
+        from lica.rollout import make_collector
 
         self.settings = settings
         r = cfg.rollout
@@ -251,21 +233,20 @@ class _SideBySide:
         self.collector = make_collector(self.vec)
         self.fused = hasattr(self.collector, "random_episodes")
         self.rng = np.random.default_rng(settings.seed)
-        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.generator = sampling_generator(settings.seed)
         self.batch_index = 0
         self.last_batch: Any = None
 
     def _next_seeds(self) -> np.ndarray:
         self.batch_index += 1
-        return _seeds(self.settings.seed, self.batch_index, self.vec.num_envs)
+        return episode_seeds(self.settings.seed, Stream.BENCH, self.vec.num_envs, index=self.batch_index)
 
     def limit_batch(self) -> int:
         return random_episode_batch(self.vec, self._next_seeds(), self.rng)
 
     def rollout_batch(self, policy: Any) -> int:
-        self.last_batch, stats = self.collector.collect(policy, self._next_seeds(), greedy=False,
-                                                        generator=self.generator)
-        return int(stats.lengths.sum())
+        self.last_batch = self.collector.collect(policy, self._next_seeds(), greedy=False, generator=self.generator)
+        return int(self.last_batch.stats.lengths.sum())
 
     def fused_limit_batch(self) -> int:
         return self.collector.random_episodes(self._next_seeds(), self.generator)
@@ -324,10 +305,10 @@ def time_updates(module: Any, batch: Any) -> dict[str, float]:
     return out
 
 
-def _training_callback(settings: BenchSettings, side: _SideBySide, case: CaseResult,
-                       eval_seconds: list[float]) -> Any:
+def _training_callback(settings: BenchSettings, side: _SideBySide, case: CaseResult, evaluation: Any) -> Any:
     """A Lightning callback timing training iterations in repetitions; before each
-    repetition it runs that repetition's limit and rollout measurements."""
+    repetition it runs that repetition's limit and rollout measurements.  The time the
+    run's ``evaluation`` (:class:`lica.callbacks.Evaluation`) spends testing is subtracted."""
     import pytorch_lightning as pl
 
     class BenchTimer(pl.Callback):
@@ -345,7 +326,7 @@ def _training_callback(settings: BenchSettings, side: _SideBySide, case: CaseRes
                 elapsed = now - self.chunk["start"]
                 if self.chunk["iters"] < settings.min_batches or elapsed < settings.min_seconds:
                     return
-                seconds = elapsed - (sum(eval_seconds) - self.chunk["eval"])
+                seconds = elapsed - (evaluation.seconds - self.chunk["eval"])
                 case.training.append(Measurement(dm.env_steps - int(self.chunk["steps"]), seconds,
                                                  int(self.chunk["iters"])))
                 self.chunk = None
@@ -354,7 +335,7 @@ def _training_callback(settings: BenchSettings, side: _SideBySide, case: CaseRes
                 return
             if self.iteration >= settings.warmup_batches:
                 side.measure(module.rollout_policy(), case, module)
-                self.chunk = {"start": time.perf_counter(), "eval": sum(eval_seconds),
+                self.chunk = {"start": time.perf_counter(), "eval": evaluation.seconds,
                               "steps": dm.env_steps, "iters": 0}
 
         def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -366,51 +347,24 @@ def _training_callback(settings: BenchSettings, side: _SideBySide, case: CaseRes
 
 
 def run_training(cfg: Any, side: _SideBySide, case: CaseResult, settings: BenchSettings) -> None:
-    """The real LICA training loop (as :func:`lica.train.train` builds it), timed by
-    :func:`_training_callback`; evaluation time is measured and excluded."""
-    import pytorch_lightning as pl
-    import torch
+    """The real training loop, built as :func:`lica.train.train` builds it
+    (:class:`lica.experiment.Experiment`), timed by :func:`_training_callback`."""
     from omegaconf import OmegaConf
 
-    from lica.algos import build_module
     from lica.config import TrainConfig, validate
+    from lica.experiment import Experiment
     from lica.loggers import build_loggers
-    from lica.rollout.datamodule import RolloutDataModule
 
     tcfg: TrainConfig = OmegaConf.to_object(cfg)
     validate(tcfg)
-    eval_seconds: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="lica-bench-") as run_dir:
-        pl.seed_everything(tcfg.seed, workers=True, verbose=False)
-        torch.set_num_threads(tcfg.trainer.torch_threads)
-        keep_freed_memory()
-        dm = RolloutDataModule(tcfg.env, tcfg.rollout, tcfg.seed, tcfg.trainer.max_env_steps)
-        evaluate = dm.evaluate
-
-        def timed_evaluate(policy: Any) -> dict[str, float]:
-            start = time.perf_counter()
-            try:
-                return evaluate(policy)
-            finally:
-                eval_seconds.append(time.perf_counter() - start)
-
-        dm.evaluate = timed_evaluate  # type: ignore[method-assign]
+    with tempfile.TemporaryDirectory(prefix="lica-bench-") as run_dir, _quiet_lightning():
+        experiment = Experiment(tcfg)
         try:
-            module = build_module(tcfg.algo, dm.env_info, tcfg.rollout.eval_interval)
-            side.warm_up(module.rollout_policy())
-            with _quiet_lightning():
-                trainer = pl.Trainer(
-                    accelerator=tcfg.trainer.accelerator, devices=tcfg.trainer.devices, max_epochs=1,
-                    precision=tcfg.trainer.precision,
-                    logger=build_loggers(tcfg, Path(run_dir)) or False,
-                    callbacks=[_training_callback(settings, side, case, eval_seconds)],
-                    log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
-                    num_sanity_val_steps=0, default_root_dir=run_dir, deterministic=False,
-                    enable_checkpointing=False,
-                )
-                trainer.fit(module, datamodule=dm)
+            side.warm_up(experiment.module.rollout_policy())
+            timer = _training_callback(settings, side, case, experiment.evaluation)
+            experiment.fit(experiment.trainer(Path(run_dir), build_loggers(tcfg, Path(run_dir)), [timer]))
         finally:
-            dm.teardown("fit")
+            experiment.close()
 
 
 def run_side_by_side_only(cfg: Any, side: _SideBySide, case: CaseResult, settings: BenchSettings) -> None:
@@ -566,7 +520,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchSettings, Path]:
     p = argparse.ArgumentParser(prog="python -m lica.bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--envs", type=_csv(str), default=DEFAULT_ENVS,
-                   help="comma-separated conf/env names (default: %(default)s)")
+                   help="comma-separated lica/conf/env names (default: %(default)s)")
     p.add_argument("--workers", type=_csv(int), default=DEFAULT_WORKERS,
                    help="worker counts for process-pool backends (default: 0,1,2,4)")
     p.add_argument("--reps", type=int, default=3, help="repetitions; the table shows medians")

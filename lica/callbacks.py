@@ -1,5 +1,5 @@
-"""Lightning callbacks of the training loop: checkpoints and durable metrics, the stop
-signal, and progress output."""
+"""Lightning callbacks of the training loop: the evaluation schedule and each iteration's
+metrics row, checkpoints and durable metrics, the stop signal, and progress output."""
 
 from __future__ import annotations
 
@@ -17,6 +17,76 @@ from lica.resume import BEST, CONFIG_KEY, LAST
 
 HANDLED = (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)
 log = logging.getLogger("lica.progress")
+
+
+class Evaluation(Callback):
+    """When the policy is tested, and the metrics row of every training iteration.
+
+    * A fresh run first tests the untrained policy (at the start of training), logged as
+      step 0.
+    * After every training iteration: a test when ``eval_interval`` env steps have passed
+      since the last one or the budget ``max_env_steps`` is spent; then the iteration's
+      row -- the module's metrics (``training_step``'s output: the update's metrics and
+      the batch's episode statistics) plus the test metrics -- goes to every logger with
+      ``env_steps`` as the x-axis, at step = the number of batches so far (Lightning's
+      ``self.log`` would re-emit stale step values at the epoch end).
+    * A test is ``rollout.test_episodes`` greedy episodes on the DataModule's evaluation
+      envs (:meth:`lica.rollout.datamodule.RolloutDataModule.evaluate`).
+      :attr:`test_history` lists every test with its env steps and the logger step of its
+      row (so a resumed CSV can restore a lost row); :attr:`seconds` is the time spent
+      testing.  :attr:`next_eval_at` and :attr:`test_history` are part of every checkpoint.
+    """
+
+    def __init__(self, eval_interval: int, max_env_steps: int) -> None:
+        self.eval_interval, self.max_env_steps = eval_interval, max_env_steps
+        self.next_eval_at = 0
+        self.test_history: list[dict[str, float]] = []
+        self.seconds = 0.0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if not self.test_history:  # the untrained policy, before any update
+            self._log(trainer, self._test(trainer, pl_module), step=0)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: dict[str, float], *_: Any) -> None:
+        if not outputs:  # the budget was spent: training_step found no batch (Lightning still calls this hook)
+            return
+        dm = trainer.datamodule
+        metrics = dict(outputs)
+        if dm.env_steps >= self.next_eval_at or dm.env_steps >= self.max_env_steps:
+            metrics.update(self._test(trainer, pl_module))
+        self._log(trainer, metrics, step=dm.batches)
+
+    def _test(self, trainer: pl.Trainer, pl_module: Any) -> dict[str, float]:
+        dm = trainer.datamodule
+        start = time.perf_counter()
+        metrics = dm.evaluate(pl_module.rollout_policy())
+        self.seconds += time.perf_counter() - start
+        self.test_history.append({"env_steps": dm.env_steps, "step": dm.batches, **metrics})
+        self.next_eval_at = dm.env_steps + self.eval_interval
+        return metrics
+
+    @staticmethod
+    def _log(trainer: pl.Trainer, metrics: dict[str, float], step: int) -> None:
+        row = {**metrics, "env_steps": float(trainer.datamodule.env_steps)}
+        for lg in trainer.loggers:
+            lg.log_metrics(row, step=step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"next_eval_at": self.next_eval_at, "test_history": self.test_history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.next_eval_at, self.test_history = state_dict["next_eval_at"], list(state_dict["test_history"])
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints of lica before this callback kept the schedule with the module."""
+        if self.state_key not in checkpoint.get("callbacks", {}) and "test_history" in checkpoint.get("lica", {}):
+            self.load_state_dict(checkpoint["lica"])
+
+    @classmethod
+    def history_in(cls, checkpoint: dict[str, Any]) -> list[dict[str, float]]:
+        """The test history a checkpoint holds ([] for none)."""
+        state = checkpoint.get("callbacks", {}).get(cls.__qualname__) or checkpoint.get("lica", {})
+        return list(state.get("test_history", []))
 
 
 class RunCheckpoints(Callback):
@@ -38,8 +108,8 @@ class RunCheckpoints(Callback):
     signal handler needs to write the very file the periodic saves write.
     """
 
-    def __init__(self, ckpt_dir: Path, every_iters: int, config: dict[str, Any]) -> None:
-        self.dir, self.every_iters, self.config = Path(ckpt_dir), every_iters, config
+    def __init__(self, ckpt_dir: Path, every_iters: int, config: dict[str, Any], evaluation: Evaluation) -> None:
+        self.dir, self.every_iters, self.config, self.evaluation = Path(ckpt_dir), every_iters, config, evaluation
         self.best: float | None = None  # best test return of a saved best.ckpt
         self.best_env_steps: int | None = None
         self.last_saved: tuple[int, int] | None = None  # (batches, env steps) of the last last.ckpt
@@ -50,13 +120,13 @@ class RunCheckpoints(Callback):
         return self.dir / LAST
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        self._evaluations = len(pl_module.test_history)
+        self._evaluations = len(self.evaluation.test_history)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
         for lg in trainer.loggers:
             lg.save()
         dm = trainer.datamodule
-        history = pl_module.test_history
+        history = self.evaluation.test_history
         fresh = [h for h in history[self._evaluations:] if h["env_steps"] == dm.env_steps]
         self._evaluations = len(history)
         if fresh and (self.best is None or fresh[-1]["test_return_mean"] > self.best):
@@ -128,11 +198,11 @@ class PreemptionCheckpoint(Callback):
 
 
 # -- progress ------------------------------------------------------------------------------
-def last_test(pl_module: Any) -> str:
+def last_test(evaluation: Evaluation) -> str:
     """The latest evaluation's return and when it was made, for progress output."""
-    if not pl_module.test_history:
+    if not evaluation.test_history:
         return "none yet"
-    h = pl_module.test_history[-1]
+    h = evaluation.test_history[-1]
     return f"{h['test_return_mean']:.2f} (at {h['env_steps']:,})"
 
 
@@ -149,6 +219,10 @@ class EnvStepProgressBar(TQDMProgressBar):
     count: tqdm's ``initial``), and the postfix is the last test return."""
 
     BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} env steps [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+
+    def __init__(self, evaluation: Evaluation) -> None:
+        super().__init__()
+        self.evaluation = evaluation
 
     def init_train_tqdm(self) -> Any:
         bar = super().init_train_tqdm()
@@ -168,7 +242,7 @@ class EnvStepProgressBar(TQDMProgressBar):
             bar.refresh()
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: Any) -> dict[str, Any]:
-        return {"last test return": last_test(pl_module)}
+        return {"last test return": last_test(self.evaluation)}
 
 
 class ProgressLog(Callback):
@@ -177,8 +251,8 @@ class ProgressLog(Callback):
     ETA and the last test return.  The run's logging set-up sends it to stdout (a SLURM
     job's ``.out``) and to ``<run dir>/train.log``."""
 
-    def __init__(self, every_s: float) -> None:
-        self.every_s = every_s
+    def __init__(self, every_s: float, evaluation: Evaluation) -> None:
+        self.every_s, self.evaluation = every_s, evaluation
         self._start = self._last = 0.0
         self._start_steps = 0
 
@@ -198,4 +272,4 @@ class ProgressLog(Callback):
         left = max(dm.max_env_steps - dm.env_steps, 0)
         eta = _duration(left / rate) if rate > 0 else "?"
         return (f"{dm.env_steps:,}/{dm.max_env_steps:,} env steps ({100 * dm.env_steps / dm.max_env_steps:.1f} %), "
-                f"{rate:,.0f} env-steps/s, ETA {eta}, last test return {last_test(pl_module)}")
+                f"{rate:,.0f} env-steps/s, ETA {eta}, last test return {last_test(self.evaluation)}")

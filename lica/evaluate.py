@@ -10,8 +10,8 @@ runs ``episodes`` episodes -- one per environment, in this process -- and prints
 writes their test metrics to ``<run dir>/eval/<name>.json``.  ``policy=greedy`` takes the
 most probable action (what training's evaluations do), ``policy=sampled`` samples from
 the policy with a generator seeded by ``seed``.  Episode ``i`` is reset with the ``i``-th
-seed drawn from ``SeedSequence([seed, 2])`` (training uses streams 0 and 1), so the same
-arguments give the same numbers.  For environments that can draw themselves (mpe2:
+seed of the ``EVALUATE`` stream of :mod:`lica.seeding` (``SeedSequence([seed, 2])``; training
+uses other streams), so the same arguments give the same numbers.  For environments that can draw themselves (mpe2:
 ``env=spread``, ``spread5``, ``predator_prey``) the first ``render`` episodes are also
 written as ``<run dir>/eval/<name>.gif`` (:mod:`lica.render`).
 """
@@ -25,19 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
-import torch
 from omegaconf import OmegaConf
 
 from lica.algos import build_module
-from lica.config import TrainConfig
+from lica.config import TrainConfig, train_config
 from lica.envs import make_single_env, make_vec_env
 from lica.envs.vec import WorkerPoolVecEnv
 from lica.render import RecordingEnv, write_gif
 from lica.resume import BEST, LAST, CheckpointError, read_checkpoint, saved_config
-from lica.rollout.collector import make_collector
-
-EVAL_STREAM = 2  # seed stream of lica.evaluate (the DataModule uses 0 for training, 1 for tests)
+from lica.rollout import make_collector
+from lica.seeding import Stream, episode_seeds, sampling_generator
 
 
 @dataclass
@@ -103,7 +100,7 @@ def run_config(ckpt: dict[str, Any], run_dir: Path) -> TrainConfig:
     record = run_dir / ".hydra" / "config.yaml"
     if not record.is_file():
         raise SystemExit(f"lica.evaluate: the checkpoint holds no config and {record} does not exist")
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(record)))
+    return train_config(OmegaConf.load(record))
 
 
 def evaluate(target: Path, args: EvalArgs) -> dict[str, Any]:
@@ -131,12 +128,11 @@ def evaluate(target: Path, args: EvalArgs) -> dict[str, Any]:
     else:
         vec = make_vec_env(cfg.env, args.episodes, 0)
     try:
-        module = build_module(cfg.algo, vec.info, cfg.rollout.eval_interval)
+        module = build_module(cfg.algo, vec.info)
         module.load_state_dict(ckpt["state_dict"])
-        seeds = np.random.SeedSequence([args.seed, EVAL_STREAM]).generate_state(args.episodes).astype(np.int64)
-        generator = torch.Generator().manual_seed(args.seed)
-        _, stats = make_collector(vec).collect(module.actor, seeds, greedy=args.policy == "greedy",
-                                               generator=generator)
+        seeds = episode_seeds(args.seed, Stream.EVALUATE, args.episodes)
+        stats = make_collector(vec).collect(module.actor, seeds, greedy=args.policy == "greedy",
+                                            generator=sampling_generator(args.seed)).stats
     finally:
         vec.close()
 

@@ -1,4 +1,4 @@
-"""Hydra callbacks (``hydra.callbacks`` in ``conf/train.yaml``).
+"""Hydra callbacks (``hydra.callbacks`` in ``lica/conf/train.yaml``).
 
 :class:`VariantTable`
 

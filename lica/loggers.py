@@ -48,6 +48,7 @@ from pytorch_lightning.loggers import WandbLogger as _LightningWandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 
+from lica.callbacks import Evaluation
 from lica.config import TrainConfig
 from lica.sweep import current_job
 from lica.variants import Variant, critic_label, describe, entropy_label, env_label, flatten, run_tags, variant_id
@@ -328,16 +329,15 @@ def wandb_credentials_configured() -> bool:
 def checkpoint_logger_state(ckpt_path: str | Path) -> dict[str, Any] | None:
     """What the loggers of a run resumed from ``ckpt_path`` continue from:
     ``{"run_ids": checkpoint["lica"]["logger_run_ids"], "env_steps": <env steps done>,
-    "test_history": checkpoint["lica"]["test_history"]}`` (None when the file does not exist)."""
+    "test_history": <the evaluations it holds>}`` (None when the file does not exist)."""
     if not Path(ckpt_path).exists():
         return None
     import torch
 
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     env_steps = ckpt.get("RolloutDataModule", {}).get("env_steps")
-    state = ckpt.get("lica", {})
-    return {"run_ids": dict(state.get("logger_run_ids", {})), "env_steps": env_steps,
-            "test_history": list(state.get("test_history", []))}
+    return {"run_ids": dict(ckpt.get("lica", {}).get("logger_run_ids", {})), "env_steps": env_steps,
+            "test_history": Evaluation.history_in(ckpt)}
 
 
 def _keep_rows_until(resumed: dict[str, Any] | None) -> float | None:

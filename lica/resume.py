@@ -18,7 +18,6 @@ never half-written, a fallback when the latest is damaged, and a config check.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import logging
 import os
@@ -32,8 +31,9 @@ from typing import Any, Optional
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from lica.config import TrainConfig
+from omegaconf import OmegaConf
 
+from lica.config import TrainConfig, algo_config, train_config
 from lica.variants import EXECUTION_ONLY, flatten
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,8 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     counts as equal when it holds the schema's default; one the current schema no longer
     has is ignored (it cannot be set any more)."""
     old, new = flatten(saved), flatten(current)
-    defaults = flatten(dataclasses.asdict(TrainConfig()))
+    schema = TrainConfig(algo=algo_config({"name": current["algo"]["name"]}))
+    defaults = flatten(OmegaConf.to_container(OmegaConf.structured(schema), enum_to_str=True))
     out = []
     for key in sorted(new):
         if _may_change(key):
@@ -191,10 +192,8 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
 def saved_config(ckpt: dict[str, Any]) -> Optional[TrainConfig]:
     """The config a checkpoint was trained with (None for checkpoints of older lica);
     settings added to lica since take their defaults."""
-    from omegaconf import OmegaConf
-
     saved = ckpt.get(CONFIG_KEY)
-    return None if saved is None else OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), saved))
+    return None if saved is None else train_config(saved)
 
 
 def check_compatible(ckpt_path: Path, ckpt: dict[str, Any], current: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """The jobs of a multirun: plan, outcome and where their errors are.
 
-lica's Hydra sweeper (``hydra_plugins/lica_sweeper``, selected in ``conf/train.yaml``)
+lica's Hydra sweeper (``hydra_plugins/lica_sweeper``, selected in ``lica/conf/train.yaml``)
 expands a multirun exactly as Hydra's basic sweeper does, then, before launching anything,
 composes every job's config and gives each job its variant (:func:`lica.variants.assign`
 over all jobs of the sweep).  That plan is written to ``<sweep dir>/jobs.json`` (one

@@ -1,9 +1,10 @@
 """Training entry point: ``python -m lica.train [overrides]`` (console script ``lica-train``).
 
-Hydra composes ``conf/train.yaml``; :func:`train` takes the run folder (locked for the
+Hydra composes ``lica/conf/train.yaml``; :func:`train` takes the run folder (locked for the
 run's lifetime), checks the config, picks and checks the checkpoint a resumed run
-continues from, builds the rollout DataModule, the LightningModule named by
-``algo.name``, the loggers and a Lightning ``Trainer``, fits, reports how the run ended
+continues from, builds the run (:class:`lica.experiment.Experiment`: DataModule,
+LightningModule of ``algo.name``, evaluation) with the loggers, checkpoint, stop-signal and
+progress callbacks and a Lightning ``Trainer``, fits, reports how the run ended
 and returns the run summary (``main`` returns the final greedy test return: what a
 sweeper optimises).
 
@@ -11,7 +12,7 @@ Order of the first steps, so that a refused run changes nothing: lock the folder
 Hydra's record of the config (``.hydra/``) only if the folder has none yet; validate;
 choose the checkpoint and check the config against it; only then rewrite ``.hydra/`` of a
 resumed run and let the loggers write ``csv/hparams.yaml``.  (``hydra.output_subdir`` is
-null in ``conf/train.yaml``: Hydra itself would write ``.hydra/`` before any check.)
+null in ``lica/conf/train.yaml``: Hydra itself would write ``.hydra/`` before any check.)
 """
 
 from __future__ import annotations
@@ -29,20 +30,17 @@ from typing import Any, Iterator
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 
-from lica.algos import build_module
-from lica.callbacks import EnvStepProgressBar, PreemptionCheckpoint, ProgressLog, RunCheckpoints
-from lica.config import TrainConfig, register_configs, validate
+from lica.callbacks import Evaluation, EnvStepProgressBar, PreemptionCheckpoint, ProgressLog, RunCheckpoints
+from lica.config import TrainConfig, plain_config, register_configs, validate
 from lica.envs import backend_module
+from lica.experiment import Experiment
 from lica.loggers import build_loggers, run_tags, wandb_group
 from lica.resume import (LAST, PREVIOUS, AtomicCheckpointIO, CheckpointError, RunLock, check_compatible,
                          check_writable, load_resume_checkpoint, saved_config)
-from lica.rollout.datamodule import RolloutDataModule
-from lica.runtime import keep_freed_memory
 
 register_configs()
 log = logging.getLogger("lica")
@@ -133,7 +131,7 @@ def train(dcfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]
             raise CheckpointError(
                 f"run folder {run_dir} already holds a run ({ckpt_dir / LAST}): continue it with resume=true, "
                 "or start this run in another folder (hydra.run.dir=...)")
-        config = OmegaConf.to_container(dcfg, resolve=True)
+        config = plain_config(dcfg)
         if ckpt is not None:
             check_compatible(ckpt_path, ckpt, config)
         check_writable(ckpt_dir)
@@ -148,31 +146,29 @@ def _fit(cfg: TrainConfig, dcfg: DictConfig, config: dict[str, Any], run_dir: Pa
          ckpt: dict[str, Any] | None) -> dict[str, Any]:
     started = time.time()
     start_steps = ckpt["RolloutDataModule"]["env_steps"] if ckpt else 0
-    checkpoints = RunCheckpoints(run_dir / "checkpoints", cfg.trainer.checkpoint_every_iters, config)
-    preemption = PreemptionCheckpoint(checkpoints)
-    dm: RolloutDataModule | None = None
+    experiment: Experiment | None = None
+    checkpoints: RunCheckpoints | None = None
     try:
-        pl.seed_everything(cfg.seed, workers=True)
-        torch.set_num_threads(cfg.trainer.torch_threads)
-        keep_freed_memory()
-        dm = RolloutDataModule(cfg.env, cfg.rollout, cfg.seed, cfg.trainer.max_env_steps)
-        module = build_module(cfg.algo, dm.env_info, cfg.rollout.eval_interval)
-        trainer = _trainer(cfg, dcfg, run_dir, ckpt_path, ckpt, [checkpoints, preemption])
+        experiment = Experiment(cfg)
+        checkpoints = RunCheckpoints(run_dir / "checkpoints", cfg.trainer.checkpoint_every_iters, config,
+                                     experiment.evaluation)
+        preemption = PreemptionCheckpoint(checkpoints)
+        trainer = _trainer(cfg, dcfg, experiment, run_dir, ckpt_path, ckpt, [checkpoints, preemption])
         if ckpt_path is not None:
             log.info("resuming from %s (%d env steps done, budget %d)", ckpt_path, start_steps,
                      cfg.trainer.max_env_steps)
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        experiment.fit(trainer, ckpt_path)
         if preemption.received is None:
             checkpoints.save_last(trainer)
     except BaseException as err:
-        _log_failure(err, dm.env_steps if dm else start_steps, start_steps, time.time() - started, checkpoints,
-                     ckpt_path)
+        env_steps = experiment.datamodule.env_steps if experiment else start_steps
+        _log_failure(err, env_steps, start_steps, time.time() - started, checkpoints, ckpt_path)
         raise
     finally:
-        if dm is not None:
-            dm.teardown("fit")
+        if experiment is not None:
+            experiment.close()
 
-    history = module.test_history
+    dm, history = experiment.datamodule, experiment.evaluation.test_history
     elapsed = time.time() - started
     segment = dm.env_steps - start_steps
     ended = f"stopped by {preemption.received.name}" if preemption.received else "finished"
@@ -194,41 +190,35 @@ def _fit(cfg: TrainConfig, dcfg: DictConfig, config: dict[str, Any], run_dir: Pa
     return summary
 
 
-def _trainer(cfg: TrainConfig, dcfg: DictConfig, run_dir: Path, ckpt_path: Path | None,
+def _trainer(cfg: TrainConfig, dcfg: DictConfig, experiment: Experiment, run_dir: Path, ckpt_path: Path | None,
              ckpt: dict[str, Any] | None, callbacks: list[Any]) -> pl.Trainer:
-    """The loggers (their hyper-parameters logged) and the Trainer, with the progress output
-    that suits stdout (a bar in a terminal, else log lines)."""
+    """The loggers (their hyper-parameters logged) and the run's Trainer, with the progress
+    output that suits stdout (a bar in a terminal, else log lines)."""
     started_as = saved_config(ckpt) if ckpt else None
     if started_as is not None and cfg.logger.wandb is not None and not cfg.logger.wandb.group:
         # a resumed run stays in its W&B group when its budget or evaluation schedule changed
         cfg.logger.wandb.group = wandb_group(started_as)
     loggers = build_loggers(cfg, run_dir, ckpt_path=ckpt_path)
-    hparams = {**OmegaConf.to_container(dcfg, resolve=True), "tags": run_tags(cfg)}
+    hparams = {**plain_config(dcfg), "tags": run_tags(cfg)}
     install_info = getattr(backend_module(cfg.env), "install_info", None)
     if install_info is not None:  # e.g. the StarCraft II version of a SMAC run
         hparams["env_install"] = install_info()
     for lg in loggers:
         lg.log_hyperparams(hparams)
     bar = cfg.trainer.enable_progress_bar and sys.stdout.isatty()
-    progress = EnvStepProgressBar() if bar else ProgressLog(cfg.trainer.log_every_s)
+    evaluation = experiment.evaluation
+    progress = EnvStepProgressBar(evaluation) if bar else ProgressLog(cfg.trainer.log_every_s, evaluation)
     plugins: list[Any] = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
         plugins.append(SLURMEnvironment(auto_requeue=False))
-    return pl.Trainer(
-        # one epoch = the whole budget; a run resumed after its epoch ended (to extend the
-        # budget) runs one more
-        accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
-        max_epochs=ckpt["epoch"] + 1 if ckpt else 1, precision=cfg.trainer.precision,
-        logger=loggers or False, callbacks=[*callbacks, progress], log_every_n_steps=1,
-        enable_progress_bar=bar, enable_model_summary=False, enable_checkpointing=False,
-        num_sanity_val_steps=0, default_root_dir=str(run_dir), plugins=plugins,
-    )
+    return experiment.trainer(run_dir, loggers, [*callbacks, progress], max_epochs=ckpt["epoch"] + 1 if ckpt else 1,
+                              progress_bar=bar, plugins=plugins)
 
 
 def _log_failure(err: BaseException, env_steps: int, start_steps: int, elapsed: float,
-                 checkpoints: RunCheckpoints, ckpt_path: Path | None) -> None:
+                 checkpoints: RunCheckpoints | None, ckpt_path: Path | None) -> None:
     how = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed ({type(err).__name__}: {err})"
-    if checkpoints.last_saved is not None:
+    if checkpoints is not None and checkpoints.last_saved is not None:
         kept = (f"the last checkpoint {checkpoints.last_path} holds {checkpoints.last_saved[1]} env steps "
                 "(continue with resume=true)")
     elif ckpt_path is not None:
@@ -243,7 +233,7 @@ def _log_failure(err: BaseException, env_steps: int, start_steps: int, elapsed: 
 def _already_done(cfg: TrainConfig, run_dir: Path, ckpt_path: Path, ckpt: dict[str, Any]) -> dict[str, Any]:
     """A resume whose budget is already spent: say so and change nothing."""
     steps = ckpt["RolloutDataModule"]["env_steps"]
-    history = ckpt["lica"]["test_history"]
+    history = Evaluation.history_in(ckpt)
     log.info("== lica run already done: %s holds %d env steps, trainer.max_env_steps=%d; nothing to train. "
              "To train on, resume with a larger budget: resume=true trainer.max_env_steps=<more than %d>",
              ckpt_path, steps, cfg.trainer.max_env_steps, steps)
@@ -264,7 +254,7 @@ def format_summary(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     summary = train(cfg)
     if summary["interrupted_by"]:

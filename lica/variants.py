@@ -1,7 +1,7 @@
 """What a run's *variant* is: the one definition every comparison in lica uses.
 
 A variant is the set of **learning-relevant settings** of a run: its whole composed config
-(``conf/train.yaml`` after overrides, flattened to dotted keys) minus the seed and the
+(``lica/conf/train.yaml`` after overrides, flattened to dotted keys) minus the seed and the
 execution-only keys of :data:`EXECUTION_ONLY` (worker processes, logger, paths, launcher,
 progress bar, checkpoint interval, threads, accelerator: they change how a run executes,
 not what it learns).  Two runs are seeds of the same variant exactly when these settings
@@ -11,17 +11,18 @@ Among the runs being compared (the jobs of one sweep, the runs of one folder), a
 is **labelled by what differs** (:func:`assign`): every learning-relevant key whose value
 is not the same in all runs, in the paper's words where there are some:
 
-* ``algo.name``: ``LICA`` / ``COMA`` (a COMA run is labelled COMA everywhere; LICA-only
-  settings such as the critic are not shown for it);
+* ``algo.name``: ``LICA`` / ``COMA``;
 * ``env.backend``, ``env.scenario``, ``env.n_agents``: one env label with the agent
   count, ``mpe:spread(n=3)`` (none for maps that fix the team, ``smac:5m_vs_6m``);
-* ``algo.critic``: ``C_Mix`` / ``C_MLP``; ``algo.entropy`` with its coefficient: ``ξ=0.1``
+* the facets the run's algorithm defines (its config's ``labels()``, lica/config.py):
+  ``algo.critic``: ``C_Mix`` / ``C_MLP``; ``algo.entropy`` with its coefficient: ``ξ=0.1``
   (adaptive, Eq. 6) / ``β=0.15`` (vanilla, Eq. 5); ``algo.actor_input``: ``π input`` /
-  ``Gumbel input``;
+  ``Gumbel input``; a facet an algorithm does not have (COMA's critic and actor input) is
+  not shown for its runs;
 * any other key as ``<last part of the key>=<value>``, e.g. ``actor_lr=0.01``.
 
 Settings that follow from the algorithm or the environment (a COMA run's β=0, the per-env
-ξ and learning rates of ``conf/env/*.yaml``) are left out of the label when, across the
+ξ and learning rates of ``lica/conf/task/*.yaml``) are left out of the label when, across the
 compared runs, they are a function of the algorithm and env labels; if two variants would
 then share a label, the keys that tell them apart are added.  When nothing differs, the
 label is the description of the runs (:func:`describe`: ``LICA, C_Mix, ξ=0.1,
@@ -35,11 +36,16 @@ group, tags and config (:mod:`lica.loggers`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+from omegaconf import DictConfig
+
+from lica.config import ActorCriticConfig, algo_config, plain_config
 
 # Settings that change how a run executes, not what it learns (prefixes of dotted keys).
 EXECUTION_ONLY = (
@@ -68,14 +74,9 @@ class Variant:
 # -- the settings ----------------------------------------------------------------------
 def flatten(config: Any) -> dict[str, Any]:
     """A composed config (``TrainConfig``, ``DictConfig`` or nested dict) as
-    ``{"algo.actor_lr": 0.0003, ...}`` with interpolations resolved."""
-    if dataclasses.is_dataclass(config):
-        config = dataclasses.asdict(config)
-    else:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(config, DictConfig):
-            config = OmegaConf.to_container(config, resolve=True)
+    ``{"algo.actor_lr": 0.0003, ...}`` with interpolations resolved and choices as names."""
+    if dataclasses.is_dataclass(config) or isinstance(config, DictConfig):
+        config = plain_config(config)
     out: dict[str, Any] = {}
 
     def walk(d: Mapping[str, Any], prefix: str) -> None:
@@ -116,8 +117,23 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def is_coma(settings: Mapping[str, Any]) -> bool:
-    return settings.get("algo.name") == "coma"
+def algorithm(settings: Mapping[str, Any]) -> ActorCriticConfig:
+    """The algorithm config of a flattened run (:func:`lica.config.algo_config`), which
+    says how its runs are tagged and labelled.  Shared between calls: read it only."""
+    algo = {k.removeprefix("algo."): v for k, v in settings.items() if k.startswith("algo.")}
+    return _algorithm(json.dumps(algo, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=256)
+def _algorithm(flat_algo: str) -> ActorCriticConfig:
+    nested: dict[str, Any] = {}
+    for key, value in json.loads(flat_algo).items():
+        *parents, leaf = key.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return algo_config(nested)
 
 
 def env_label(settings: Mapping[str, Any]) -> str:
@@ -127,42 +143,31 @@ def env_label(settings: Mapping[str, Any]) -> str:
 
 
 def critic_label(settings: Mapping[str, Any]) -> str:
-    """C_Mix / C_MLP (the paper's names); COMA for COMA runs, whose critic is its own."""
-    if is_coma(settings):
-        return "COMA"
-    critic = settings.get("algo.critic")
-    return {"mix": "C_Mix", "mlp": "C_MLP"}.get(critic, str(critic))
+    """C_Mix / C_MLP (the paper's names); the algorithm's name for an algorithm whose
+    critic is its own (COMA)."""
+    labels = algorithm(settings).labels()
+    return labels["critic"] or labels["algo"]
 
 
 def entropy_label(settings: Mapping[str, Any]) -> str:
     """ξ=<coef> for the adaptive term (Eq. 6), β=<coef> for the vanilla one (Eq. 5)."""
-    if settings.get("algo.entropy") == "adaptive":
-        return f"ξ={fmt(settings.get('algo.entropy_coef'))}"
-    return f"β={fmt(settings.get('algo.beta'))}"
+    return algorithm(settings).labels()["entropy"]
 
 
-def _facet(name: str, s: Mapping[str, Any]) -> str:
-    """A facet's text for one run ('' where it does not apply: LICA-only facets of COMA)."""
-    if name == "algo":
-        return str(s.get("algo.name")).upper()
+def _facet(name: str, s: Mapping[str, Any], description: bool = False) -> str:
+    """A facet's text for one run ('' where it does not apply to the run's algorithm, or,
+    in a ``description``, where it is the algorithm's usual choice)."""
     if name == "env":
         return env_label(s)
-    if name == "entropy":
-        return entropy_label(s)
-    if is_coma(s):
-        return ""
-    if name == "critic":
-        return critic_label(s)
-    return {"probs": "π input", "gumbel": "Gumbel input"}.get(s.get("algo.actor_input"), fmt(s.get("algo.actor_input")))
+    config = algorithm(s)
+    return (config.description_labels() if description else config.labels())[name]
 
 
 def describe(config: Any) -> str:
     """The run in the paper's words: ``LICA, C_Mix, ξ=0.1, mpe:spread(n=3)``,
     ``COMA, β=0, mpe:spread(n=3)``; the actor input only when it is not π."""
     s = learning_settings(config)
-    parts = [_facet(name, s) for name, _ in FACETS
-             if not (name == "actor_input" and s.get("algo.actor_input") == "probs")]
-    return ", ".join(p for p in parts if p)
+    return ", ".join(p for p in (_facet(name, s, description=True) for name, _ in FACETS) if p)
 
 
 def _short_names(keys: Sequence[str]) -> dict[str, str]:
@@ -230,8 +235,8 @@ def common_description(configs: Sequence[Any]) -> str:
     runs = [learning_settings(c) for c in configs]
     parts = []
     for name, _ in FACETS:
-        texts = {_facet(name, s) for s in runs}
-        if len(texts) == 1 and (text := texts.pop()) and not (name == "actor_input" and text == "π input"):
+        texts = {_facet(name, s, description=True) for s in runs}
+        if len(texts) == 1 and (text := texts.pop()):
             parts.append(text)
     return ", ".join(parts)
 
@@ -256,9 +261,7 @@ def run_config(run_dir: str | Path) -> dict[str, Any]:
 
 
 def run_tags(config: Any) -> dict[str, Any]:
-    """The fields runs are tagged with (``csv/hparams.yaml``, ``summary.json``, W&B tags)."""
+    """The fields runs are tagged with (``csv/hparams.yaml``, ``summary.json``, W&B tags):
+    the algorithm's own (:meth:`lica.config.ActorCriticConfig.tags`), the env and the seed."""
     s = flatten(config)
-    coma = is_coma(s)
-    return {"algo": s["algo.name"], "critic": "coma" if coma else s["algo.critic"], "entropy": s["algo.entropy"],
-            "entropy_coef": s["algo.entropy_coef"] if s["algo.entropy"] == "adaptive" else s["algo.beta"],
-            "actor_input": "sampled" if coma else s["algo.actor_input"], "env": env_label(s), "seed": s["seed"]}
+    return {**algorithm(s).tags(), "env": env_label(s), "seed": s["seed"]}

@@ -119,5 +119,5 @@ if missing="$(maps_missing)"; then
 fi
 
 say "done. StarCraft II $SC2_VERSION + SMAC maps in $SC2PATH"
-say "set this wherever lica runs (shell profile, SLURM job script or conf/local/):"
+say "set this wherever lica runs (shell profile, SLURM job script or lica/conf/local/):"
 printf '    export SC2PATH=%q\n' "$SC2PATH"

@@ -1,4 +1,4 @@
-"""The paper's ablations (LICA_SPEC §9) as composable configs: ``ablation=cmlp``
+"""The paper's ablations (docs/algorithm.md §9) as composable configs: ``ablation=cmlp``
 (C_MLP critic), ``ablation=vanilla_entropy`` (−β·H̄ instead of −ξ·H̄/sg(H̄)) and
 ``ablation=gumbel`` (straight-through Gumbel-Softmax critic input).  Each switch changes
 exactly its own component, in the composed config and in the built module."""
@@ -88,7 +88,7 @@ def algo_config(ablation: str = "full", extra: list[str] | None = None):
 
 def build(ablation: str, seed: int = 0):
     torch.manual_seed(seed)
-    return build_module(algo_config(ablation), INFO, eval_interval=100)
+    return build_module(algo_config(ablation), INFO)
 
 
 def diff(a: Any, b: Any, path: str = "") -> dict[str, tuple[Any, Any]]:

@@ -44,7 +44,7 @@ def test_bench_smoke_writes_json_with_positive_rates(tmp_path, capsys):
 
 def test_bench_limit_counts_lockstep_episode_steps():
     """The limit loop steps every env until its episode ends, like the collector."""
-    with make_vec_env(EnvConfig(scenario="predator_prey", episode_limit=30), 3, num_workers=0) as vec:
+    with make_vec_env(EnvConfig(backend="mpe", scenario="predator_prey", episode_limit=30), 3, num_workers=0) as vec:
         steps = bench.random_episode_batch(vec, np.arange(3), np.random.default_rng(0))
     assert 3 <= steps <= 3 * 30
 

@@ -44,7 +44,7 @@ def test_spread_reward_is_the_paper_team_reward():
 
 
 def test_spread5_and_episode_limit():
-    env = make_single_env(EnvConfig(scenario="spread", n_agents=5, episode_limit=7))
+    env = make_single_env(EnvConfig(backend="mpe", scenario="spread", n_agents=5, episode_limit=7))
     assert env.get_env_info().n_agents == 5
     env.reset(seed=0)
     ends = [env.step(np.zeros(5, int))[3] for _ in range(7)]
@@ -60,9 +60,9 @@ def test_reset_seed_fixes_the_episode():
 
 def test_unknown_scenario_and_backend_are_clear():
     with pytest.raises(ValueError, match="Unknown mpe scenario 'sprad'"):
-        make_single_env(EnvConfig(scenario="sprad"))
+        make_single_env(EnvConfig(backend="mpe", scenario="sprad"))
     with pytest.raises(ValueError, match="Unknown env backend 'gym'"):
-        make_single_env(EnvConfig(backend="gym"))
+        make_single_env(EnvConfig(backend="gym", scenario="spread"))
 
 
 def _rollout(vec, steps=12, seed=0):
@@ -77,7 +77,7 @@ def _rollout(vec, steps=12, seed=0):
 
 
 def test_worker_pool_matches_in_process():
-    cfg = EnvConfig(episode_limit=25)
+    cfg = EnvConfig(backend="mpe", scenario="spread", n_agents=3, episode_limit=25)
     with make_vec_env(cfg, 4, num_workers=0) as local, make_vec_env(cfg, 4, num_workers=2) as pooled:
         assert local.info == pooled.info
         o1, r1 = _rollout(local)
@@ -87,7 +87,7 @@ def test_worker_pool_matches_in_process():
 
 
 def test_inactive_envs_are_not_stepped():
-    with make_vec_env(EnvConfig(), 2, num_workers=0) as vec:
+    with make_vec_env(EnvConfig(backend="mpe", scenario="spread"), 2, num_workers=0) as vec:
         first = vec.reset(np.array([1, 2])).obs.copy()
         res = vec.step(np.ones((2, 3), int), np.array([True, False]))
         assert not np.array_equal(res.obs[0], first[0])

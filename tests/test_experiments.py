@@ -1,4 +1,4 @@
-"""The paper's setups and grids (``conf/experiment/*.yaml``) compose and expand as documented.
+"""The paper's setups and grids (``lica/conf/experiment/``) compose and expand as documented.
 
 A grid is an experiment whose ``hydra.sweeper.params`` Hydra's basic sweeper expands under
 ``python -m lica.train -m experiment=<name>``.  :func:`expand` does what
@@ -28,12 +28,14 @@ from lica.config import register_configs, validate
 from tests.conftest import CONF_DIR
 
 EXPERIMENT_DIR = Path(CONF_DIR) / "experiment"
-EXPERIMENTS = sorted(p.stem for p in EXPERIMENT_DIR.glob("*.yaml"))
+# the top-level experiments and the paper's MPE setups (one file per task)
+EXPERIMENTS = sorted([p.stem for p in EXPERIMENT_DIR.glob("*.yaml")]
+                     + [f"mpe_paper/{p.stem}" for p in (EXPERIMENT_DIR / "mpe_paper").glob("*.yaml")])
 SEEDS = {0, 1, 2, 3, 4}
 
 # Jobs per experiment under `-m experiment=<name>` (1: a single run, no sweep).
 EXPECTED_JOBS = {
-    "mpe_paper": 1, "mpe_paper_predator_prey": 1, "mpe_paper_spread": 1, "mpe_paper_spread5": 1,
+    "mpe_paper/predator_prey": 1, "mpe_paper/spread": 1, "mpe_paper/spread5": 1,
     "fig2_entropy": 35, "fig2_entropy_smax": 35,  # 7 variants x 5 seeds
     "fig3_mpe": 15,  # 3 MPE tasks x 5 seeds
     "fig4_smac": 30,  # 6 maps x 5 seeds
@@ -42,7 +44,7 @@ EXPECTED_JOBS = {
     "figA1_ablations": 30,  # 2 maps x 3 ablations x 5 seeds
 }
 
-# Paper values (LICA_SPEC §5, §7): SMAC map -> (xi, env-step budget).
+# Paper values (docs/algorithm.md §5, §7): SMAC map -> (xi, env-step budget).
 SMAC_MAPS = {
     "2s3z": (0.06, 32_000_000), "1c3s5z": (0.06, 32_000_000), "5m_vs_6m": (0.11, 64_000_000),
     "2c_vs_64zg": (0.06, 64_000_000), "MMM2": (0.06, 64_000_000), "3s5z_vs_3s6z": (0.03, 64_000_000),
@@ -137,8 +139,9 @@ def test_every_experiment_has_an_expected_job_count():
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_composes_and_expands(name):
     cfg, jobs = expand([f"experiment={name}"])
-    assert cfg.name == name, "an experiment sets name: to its own name (output folders, W&B group)"
     assert len(jobs) == EXPECTED_JOBS.get(name), f"{name}: {len(jobs)} jobs"
+    name = name.replace("/", "_")  # mpe_paper/spread is named mpe_paper_spread
+    assert cfg.name == name, "an experiment sets name: to its own name (output folders, W&B group)"
     assert len({tuple(sorted(j)) for j in jobs}) == len(jobs), "duplicate jobs"
     if len(jobs) > 1:
         assert {int(_as_dict(j)["seed"]) for j in jobs} == SEEDS, "grids run the paper's 5 seeds"
@@ -233,24 +236,21 @@ def _mpe_checks(c: DictConfig, task: str) -> None:
 
 
 @pytest.mark.parametrize("task", sorted(MPE_TASKS))
-def test_mpe_paper_variants(task):
-    _mpe_checks(compose_job([f"experiment=mpe_paper_{task}"]), task)
+def test_mpe_paper_setups(task):
+    _mpe_checks(compose_job([f"experiment=mpe_paper/{task}"]), task)
 
 
-def test_mpe_paper_shared_part_with_env_override():
-    """The documented base usage: env=<task> experiment=mpe_paper + the per-task overrides."""
-    c = compose_job(["env=predator_prey", "experiment=mpe_paper", "algo.agent.hidden_dim=128",
-                     "algo.gamma=0.99", "rollout.batch_episodes=128"])
-    _mpe_checks(c, "predator_prey")
-    c = compose_job(["env=spread5", "experiment=mpe_paper", "algo.agent.hidden_dim=32", "algo.gamma=0.9"])
-    _mpe_checks(c, "spread5")
+def test_mpe_paper_setup_on_the_jaxmarl_twin():
+    c = compose_job(["experiment=mpe_paper/spread5", "env=jax_spread5"])
+    assert (c.env.backend, c.env.scenario, c.env.n_agents, c.env.episode_limit) == ("jax", "spread", 5, 200)
+    assert (c.algo.entropy_coef, c.algo.actor_lr, c.algo.gamma, c.algo.agent.hidden_dim) == (0.2, 3e-4, 0.9, 32)
 
 
 def test_fig3_mpe_grid():
     _, jobs = expand(["experiment=fig3_mpe", "seed=4"])
     tasks = []
     for job in jobs:
-        task = _as_dict(job)["experiment/mpe_task@_global_"]
+        task = _as_dict(job)["experiment/mpe_paper@_global_"]
         _mpe_checks(compose_job(job), task)
         tasks.append(task)
     assert sorted(tasks) == sorted(MPE_TASKS)

@@ -15,7 +15,8 @@ import jax.numpy as jnp  # noqa: E402
 from lica.config import AgentConfig, EnvConfig  # noqa: E402
 from lica.envs import make_vec_env  # noqa: E402
 from lica.models.agents import MultiAgentPolicy, action_distribution  # noqa: E402
-from lica.rollout.collector import Collector, make_collector  # noqa: E402
+from lica.rollout import make_collector  # noqa: E402
+from lica.rollout.collector import Collector  # noqa: E402
 from lica.rollout.jax_collector import ActorSpec, JaxCollector, actor_params, policy_step  # noqa: E402
 
 pytestmark = pytest.mark.jax
@@ -70,8 +71,9 @@ def test_greedy_batches_equal_the_step_wise_collector(pair):
     loop records (every field, padding and masks included)."""
     fused, step, policy = pair
     seeds = np.arange(500, 500 + N)
-    got, got_stats = fused.collect(policy, seeds, greedy=True)
-    want, want_stats = step.collect(policy, seeds, greedy=True)
+    got = fused.collect(policy, seeds, greedy=True)
+    want = step.collect(policy, seeds, greedy=True)
+    got_stats, want_stats = got.stats, want.stats
     for name in FIELDS:
         a, b = getattr(got, name), getattr(want, name)
         assert a.shape == b.shape and a.dtype == b.dtype, name
@@ -88,7 +90,7 @@ def test_sampled_actions_follow_the_actors_distribution(pair):
     g = torch.Generator().manual_seed(11)
     counts, expected, variance = 0.0, 0.0, 0.0
     for i in range(4):
-        batch, _ = fused.collect(policy, np.arange(N) + 100 * i, greedy=False, generator=g)
+        batch = fused.collect(policy, np.arange(N) + 100 * i, greedy=False, generator=g)
         with torch.no_grad():
             probs = action_distribution(policy.unroll(batch.obs, batch.actions_onehot), batch.avail).probs
         cells = batch.filled[..., None].expand(batch.actions.shape)  # (B, T+1, n)
@@ -105,9 +107,9 @@ def test_sampled_actions_follow_the_actors_distribution(pair):
 def test_same_generator_state_same_batch(pair):
     fused, _, policy = pair
     seeds = np.arange(N)
-    a, _ = fused.collect(policy, seeds, generator=torch.Generator().manual_seed(5))
-    b, _ = fused.collect(policy, seeds, generator=torch.Generator().manual_seed(5))
-    c, _ = fused.collect(policy, seeds, generator=torch.Generator().manual_seed(6))
+    a = fused.collect(policy, seeds, generator=torch.Generator().manual_seed(5))
+    b = fused.collect(policy, seeds, generator=torch.Generator().manual_seed(5))
+    c = fused.collect(policy, seeds, generator=torch.Generator().manual_seed(6))
     assert torch.equal(a.actions, b.actions) and torch.equal(a.obs, b.obs)
     assert not torch.equal(a.actions, c.actions)
 

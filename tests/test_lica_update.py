@@ -15,7 +15,7 @@ from tests.test_ablations import INFO, algo_config, run_update, synthetic_batch
 
 def build(extra: list[str] | None = None, seed: int = 0):
     torch.manual_seed(seed)
-    return build_module(algo_config("full", extra), INFO, eval_interval=100)
+    return build_module(algo_config("full", extra), INFO)
 
 
 @pytest.mark.parametrize("extra", [[], ["algo.critic_updates=3"], ["ablation=cmlp"]])

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from lica.algos.lica import LICA
+from lica.callbacks import Evaluation
 from lica.loggers import CSVLogger
 from lica.resume import CheckpointError, config_differences
 from lica.train import train
@@ -42,7 +43,7 @@ def assert_rows_match_checkpoint(rows: list[dict[str, str]], ckpt: dict) -> None
     train_steps = [float(r["env_steps"]) for r in rows if r.get("critic_loss")]
     assert len(train_steps) == ckpt["RolloutDataModule"]["batches"] and len(set(train_steps)) == len(train_steps)
     tested = [(float(r["env_steps"]), float(r["test_return_mean"])) for r in rows if r.get("test_return_mean")]
-    assert tested == [(h["env_steps"], h["test_return_mean"]) for h in ckpt["lica"]["test_history"]]
+    assert tested == [(h["env_steps"], h["test_return_mean"]) for h in Evaluation.history_in(ckpt)]
 
 
 def assert_same_training_state(a: dict, b: dict) -> None:
@@ -55,7 +56,7 @@ def assert_same_training_state(a: dict, b: dict) -> None:
                 torch.testing.assert_close(pa[key], pb[key], rtol=0, atol=0)
     assert a["RolloutDataModule"]["env_steps"] == b["RolloutDataModule"]["env_steps"]
     assert a["lica"]["critic_steps"] == b["lica"]["critic_steps"]
-    assert a["lica"]["test_history"] == b["lica"]["test_history"]
+    assert Evaluation.history_in(a) == Evaluation.history_in(b)
 
 
 @pytest.fixture(scope="module")
@@ -200,8 +201,24 @@ def test_extending_the_budget_continues_and_restores_lost_rows(tmp_path, uninter
     assert_same_training_state(final_state(tmp_path), uninterrupted)
     rows = read_rows(tmp_path)
     tested = [float(r["env_steps"]) for r in rows if r.get("test_return_mean")]
-    assert tested == [h["env_steps"] for h in uninterrupted["lica"]["test_history"]]
+    assert tested == [h["env_steps"] for h in Evaluation.history_in(uninterrupted)]
     assert [r["step"] for r in rows if r.get("test_return_mean")][:2] == ["0", "20"]  # restored with their steps
+
+
+@pytest.mark.slow
+def test_checkpoint_of_lica_before_the_evaluation_callback_resumes(tmp_path, uninterrupted):
+    """Checkpoints written before the evaluation schedule moved from the module into
+    lica.callbacks.Evaluation keep it under checkpoint["lica"]; they resume the same way."""
+    train(compose_config(RUN + ["trainer.max_env_steps=1600"]), run_dir=tmp_path)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    ckpt = final_state(tmp_path)
+    ckpt["lica"].update(ckpt["callbacks"].pop("Evaluation"))  # the older layout
+    torch.save(ckpt, last)
+    assert len(Evaluation.history_in(final_state(tmp_path))) == 3
+    second = train(compose_config(RUN + ["resume=true"]), run_dir=tmp_path)
+    assert second["first_test"]["env_steps"] == 0 and second["segment_env_steps"] == 800
+    assert_same_training_state(final_state(tmp_path), uninterrupted)
+    assert_rows_match_checkpoint(read_rows(tmp_path), final_state(tmp_path))
 
 
 def test_refused_resume_names_the_differing_settings(tmp_path):
@@ -217,24 +234,25 @@ def test_refused_resume_names_the_differing_settings(tmp_path):
 
 
 def test_config_differences_ignore_settings_that_may_change():
-    saved = {"seed": 0, "trainer": {"max_env_steps": 100, "log_every_s": 30.0}, "algo": {"actor_lr": 0.1}}
+    saved = {"seed": 0, "trainer": {"max_env_steps": 100, "log_every_s": 30.0},
+             "algo": {"name": "lica", "actor_lr": 0.1}}
     assert config_differences(saved, {**saved, "trainer": {"max_env_steps": 900, "log_every_s": 1.0}}) == []
-    assert config_differences(saved, {**saved, "seed": 1, "algo": {"actor_lr": 0.2}}) == [
+    assert config_differences(saved, {**saved, "seed": 1, "algo": {"name": "lica", "actor_lr": 0.2}}) == [
         "algo.actor_lr: checkpoint 0.1, now 0.2", "seed: checkpoint 0, now 1"]
-    # a setting lica gained after the checkpoint was written: fine at its default only
-    assert config_differences(saved, {**saved, "algo": {"actor_lr": 0.1, "target_tau": 0.0}}) == []
-    assert config_differences(saved, {**saved, "algo": {"actor_lr": 0.1, "target_tau": 0.5}}) == [
-        "algo.target_tau: not in the checkpoint, now 0.5"]
+    # a setting lica gained after the checkpoint was written: fine at its algorithm's default only
+    assert config_differences(saved, {**saved, "algo": {"name": "lica", "actor_lr": 0.1, "critic_replay": 0}}) == []
+    assert config_differences(saved, {**saved, "algo": {"name": "lica", "actor_lr": 0.1, "critic_replay": 2}}) == [
+        "algo.critic_replay: not in the checkpoint, now 2"]
 
 
 def test_progress_output_settings_do_not_change_the_variant():
     """Seeds of a variant share a W&B group whatever their progress output."""
     from omegaconf import OmegaConf
 
-    from lica.loggers import variant_hash
+    from lica.variants import variant_id
 
     def variant(*overrides: str) -> str:
-        return variant_hash(OmegaConf.to_object(compose_config(list(overrides))))
+        return variant_id(OmegaConf.to_object(compose_config(list(overrides))))
 
     assert variant("trainer.log_every_s=1") == variant() != variant("algo.actor_lr=0.1")
 

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 
 # A minimal Hydra app: multirun through hydra-submitit-launcher with the repo's
-# conf/launcher/slurm_test.yaml; prints every job's return value as JSON lines.
+# lica/conf/launcher/slurm_test.yaml; prints every job's return value as JSON lines.
 APP = '''
 import json, os, socket, sys, time
 
@@ -53,7 +53,7 @@ if __name__ == "__main__":
 
 CONFIG = """
 defaults:
-  - launcher: slurm_test   # the repo's conf/launcher/slurm_test.yaml
+  - launcher: slurm_test   # the repo's lica/conf/launcher/slurm_test.yaml
   - _self_
 x: 0
 fail_on: null
@@ -73,7 +73,7 @@ def _write_app(tmp_path: Path) -> Path:
     (tmp_path / "conf").mkdir()
     (tmp_path / "app.py").write_text(textwrap.dedent(APP.format()))
     (tmp_path / "conf" / "config.yaml").write_text(
-        CONFIG.format(conf=REPO / "conf", sweep=tmp_path / "multirun")
+        CONFIG.format(conf=REPO / "lica" / "conf", sweep=tmp_path / "multirun")
     )
     return tmp_path / "app.py"
 

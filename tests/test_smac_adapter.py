@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from lica.config import EnvConfig, TrainConfig
+from lica.config import EnvConfig
 from lica.envs import base
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.smac_standin import StarCraft2Env as StandIn  # noqa: E402
+from tests.conftest import compose_config  # noqa: E402
 from tests.smac_standin import get_map_params as standin_map_params  # noqa: E402
 
 smac_mod = importlib.import_module("lica.envs.smac")
@@ -300,9 +301,11 @@ def test_sc2_version(tmp_path, monkeypatch):
     ("5m_vs_6m", 0.11, 64_000_000), ("2c_vs_64zg", 0.06, 64_000_000),
     ("MMM2", 0.06, 64_000_000), ("3s5z_vs_3s6z", 0.03, 64_000_000)])
 def test_map_configs(scenario, xi, budget):
-    path = ROOT / "conf" / "env" / f"smac_{scenario}.yaml"
-    assert path.read_text().startswith("# @package _global_")
-    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(path))
+    """env=smac_<map>: the env file holds the env only; its task file the map's ξ, budget and
+    evaluation schedule, which survive the rest of the defaults list."""
+    env_file = OmegaConf.load(ROOT / "lica" / "conf" / "env" / f"smac_{scenario}.yaml")
+    assert set(env_file) == {"backend", "scenario", "n_agents", "episode_limit", "args"}
+    cfg = compose_config([f"env=smac_{scenario}"])
     assert cfg.env.backend == "smac" and cfg.env.scenario == scenario
     assert cfg.env.n_agents is None and cfg.env.episode_limit is None
     assert cfg.algo.entropy_coef == xi and cfg.trainer.max_env_steps == budget
@@ -313,33 +316,11 @@ def test_map_configs(scenario, xi, budget):
         assert env.get_env_info().episode_limit == standin_map_params(scenario)["limit"]
 
 
-def test_map_configs_compose_with_train_yaml():
-    """Through conf/train.yaml: the map's budget and xi must survive the defaults order."""
-    from hydra import compose, initialize_config_dir
-
-    from lica.config import register_configs
-
-    register_configs()
-    import yaml
-
-    train = yaml.safe_load((ROOT / "conf" / "train.yaml").read_text())
-    groups = [next(iter(d)) if isinstance(d, dict) else d for d in train["defaults"]]
-    groups = [g.removeprefix("optional ") for g in groups]
-    if "trainer" in groups and groups.index("trainer") > groups.index("env"):
-        pytest.xfail("conf/train.yaml lists `trainer` after `env`, so trainer/default.yaml "
-                     "overwrites the SMAC map's max_env_steps: list trainer before env")
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["env=smac_5m_vs_6m"])
-    assert cfg.env.scenario == "5m_vs_6m" and cfg.algo.entropy_coef == 0.11
-    assert cfg.trainer.max_env_steps == 64_000_000 and cfg.rollout.eval_interval == 320_000
-
-
 def test_every_smac_run_logs_the_sc2_install(tmp_path, monkeypatch):
     """train() writes the backend's install facts (SC2 version) into the run's hparams."""
     import yaml
 
     from lica.train import train
-    from tests.conftest import compose_config
 
     monkeypatch.setenv("SC2PATH", str(tmp_path / "no_sc2_here"))
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))

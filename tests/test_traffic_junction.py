@@ -39,7 +39,7 @@ def test_coma_advantage_hand_computed():
     # agent 0 varies u1 with u2 fixed, agent 1 varies u2 with u1 fixed
     assert torch.equal(q_cf[0], torch.tensor([[2.0, 1.0], [0.0, 2.0]]))
     assert torch.equal(q_cf[1], torch.tensor([[0.0, 4.0], [4.0, 1.0]]))
-    adv = tj.coma_advantage(q_cf, probs.expand(2, 2, 2), u)
+    _, _, adv = tj.coma_advantage(q_cf, probs.expand(2, 2, 2), u)
     # u=(pass,wait): Q=2; A0 = 2 - (.25*2 + .75*1) = .75; A1 = 2 - (.6*0 + .4*2) = 1.2
     # u=(wait,pass): Q=4; A0 = 4 - (.25*0 + .75*4) = 1.0; A1 = 4 - (.6*4 + .4*1) = 1.2
     torch.testing.assert_close(adv, torch.tensor([[0.75, 1.2], [1.0, 1.2]]))
@@ -51,12 +51,12 @@ def test_coma_advantage_zero_in_expectation_at_uniform_policy():
     probs = torch.full((2, 2), 0.5)
     for u in tj.JOINT_ACTIONS:
         q_cf = tj.counterfactual_q(q, u)
-        adv = tj.coma_advantage(q_cf, probs, u)
+        _, _, adv = tj.coma_advantage(q_cf, probs, u)
         # E_{u^{-a}}[A^a | u^a] = 0: average over the other agent's action
         assert adv.abs().max() == 0.5
     exp_adv = torch.zeros(2, 2)  # [agent, own action]
     for u in tj.JOINT_ACTIONS:
-        adv = tj.coma_advantage(tj.counterfactual_q(q, u), probs, u)
+        _, _, adv = tj.coma_advantage(tj.counterfactual_q(q, u), probs, u)
         for a in range(2):
             exp_adv[a, u[a]] += 0.5 * adv[a]  # weight of the other agent's action
     assert torch.equal(exp_adv, torch.zeros(2, 2))

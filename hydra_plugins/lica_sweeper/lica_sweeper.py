@@ -1,4 +1,4 @@
-"""``hydra/sweeper=lica`` (the default of ``conf/train.yaml``): Hydra's basic sweeper with
+"""``hydra/sweeper=lica`` (the default of ``lica/conf/train.yaml``): Hydra's basic sweeper with
 a plan, failures that do not stop the sweep, and a non-zero exit when any job failed.
 
 * Expansion is the basic sweeper's (``hydra.sweeper.params`` of an experiment, then the

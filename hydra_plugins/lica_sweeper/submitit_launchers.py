@@ -1,4 +1,4 @@
-"""hydra-submitit-launcher's SLURM and local launchers (``conf/launcher/*.yaml`` select
+"""hydra-submitit-launcher's SLURM and local launchers (``lica/conf/launcher/*.yaml`` select
 them through ``hydra.launcher._target_``), changed in two ways:
 
 * inside the job, a task that raised is raised again after Hydra has recorded it, so

@@ -1,20 +1,20 @@
-"""Learning algorithms: LightningModules over the shared rollout machinery."""
+"""Learning algorithms: LightningModules over the shared rollout machinery, one per entry
+of the registry :data:`lica.config.ALGORITHMS`."""
 
 from __future__ import annotations
 
-from lica.algos.base import ActorCriticModule
-from lica.config import AlgoConfig
+import importlib
+from typing import TYPE_CHECKING
+
+from lica.config import ALGORITHMS, ActorCriticConfig
 from lica.envs.base import EnvInfo
 
+if TYPE_CHECKING:
+    from lica.algos.base import ActorCriticModule
 
-def build_module(algo: AlgoConfig, env_info: EnvInfo, eval_interval: int) -> ActorCriticModule:
-    """The LightningModule named by ``algo.name``."""
-    if algo.name == "lica":
-        from lica.algos.lica import LICA
 
-        return LICA(algo, env_info, eval_interval)
-    if algo.name == "coma":
-        from lica.algos.coma import COMA
-
-        return COMA(algo, env_info, eval_interval)
-    raise ValueError(f"Unknown algo {algo.name!r}: choose algo=lica or algo=coma.")
+def build_module(algo: ActorCriticConfig, env_info: EnvInfo) -> ActorCriticModule:
+    """The LightningModule of the algorithm ``algo`` configures (``algo.name`` in
+    :data:`lica.config.ALGORITHMS`)."""
+    module, _, cls = ALGORITHMS[algo.name].module.partition(":")
+    return getattr(importlib.import_module(module), cls)(algo, env_info)

@@ -1,27 +1,24 @@
 """What every multi-agent actor-critic module in lica shares: manual optimisation over
-on-policy batches pulled from the rollout DataModule, evaluation on an env-step
-schedule, logging, NaN guards, and checkpoints that hold everything needed to resume
-(networks incl. target critic, both optimisers via Lightning, counters, the evaluation
-schedule, every RNG state and the loggers' run ids)."""
+on-policy batches pulled from the rollout DataModule (each batch carries its episode
+statistics), the target critic's updates, NaN guards, and checkpoints that hold
+everything the module needs to resume (networks incl. target critic, both optimisers via
+Lightning, counters, every RNG state and the loggers' run ids).  When the policy is
+tested and what each iteration logs is :class:`lica.callbacks.Evaluation`'s part."""
 
 from __future__ import annotations
 
 import copy
-import logging
-import random
 from typing import Any, Iterator
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from lica.config import AlgoConfig
+from lica.config import ActorCriticConfig
 from lica.envs.base import EnvInfo
 from lica.models.agents import MultiAgentPolicy
 from lica.rollout.batch import EpisodeBatch
-
-log = logging.getLogger("lica")
+from lica.seeding import rng_state, set_rng_state
 
 
 class ActorCriticModule(pl.LightningModule):
@@ -30,16 +27,14 @@ class ActorCriticModule(pl.LightningModule):
     critic: nn.Module
     target_critic: nn.Module
 
-    def __init__(self, algo: AlgoConfig, env_info: EnvInfo, eval_interval: int) -> None:
+    def __init__(self, algo: ActorCriticConfig, env_info: EnvInfo) -> None:
         super().__init__()
         self.automatic_optimization = False
-        self.algo, self.env_info, self.eval_interval = algo, env_info, eval_interval
+        self.algo, self.env_info = algo, env_info
         self.actor = MultiAgentPolicy(env_info.obs_dim, env_info.n_agents, env_info.n_actions, algo.agent)
         self.critic_steps = 0
         self.env_steps_seen = 0  # training env steps of the batches received so far
         self.target_copied_at = (0, 0)  # (critic steps, env steps) when the target last took the weights
-        self.next_eval_at = 0
-        self.test_history: list[dict[str, float]] = []
         self._cpu_actor: MultiAgentPolicy | None = None
 
     def make_target(self) -> None:
@@ -60,38 +55,17 @@ class ActorCriticModule(pl.LightningModule):
         self._cpu_actor.load_state_dict(self.actor.state_dict())
         return self._cpu_actor
 
-    def training_step(self, dataloader_iter: Iterator) -> None:
-        dm = self.trainer.datamodule
-        if not self.test_history:  # the untrained policy, before any update
-            self.log_metrics(self.evaluate(env_steps=dm.env_steps), step=0)
-        batch, _, _ = next(dataloader_iter)  # collected now, with the current policy
+    def training_step(self, dataloader_iter: Iterator) -> dict[str, float]:
+        """One iteration: a batch collected now, with the current policy, and the update
+        on it; returns the iteration's metrics (the update's and the batch's episode
+        statistics), which :class:`lica.callbacks.Evaluation` logs."""
+        batch, _, _ = next(dataloader_iter)
         batch = batch.to(self.device)
         self.env_steps_seen = batch.env_steps
-        metrics = {**self.update(batch), **dm.last_train_stats.summary("train", self.env_info.reports_wins)}
-        if batch.env_steps >= self.next_eval_at or batch.env_steps >= dm.max_env_steps:
-            metrics.update(self.evaluate(env_steps=batch.env_steps))
-        self.log_metrics(metrics, step=dm.batches)
-        self.log("env_steps", float(batch.env_steps), prog_bar=True, logger=False, batch_size=1)
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        """One row per training iteration, straight to the loggers, with ``env_steps`` as
-        the x-axis (``self.log`` would re-emit stale step values at the epoch end)."""
-        row = {**metrics, "env_steps": float(self.trainer.datamodule.env_steps)}
-        for lg in self.loggers:
-            lg.log_metrics(row, step=step)
+        return {**self.update(batch), **batch.stats.summary("train", self.env_info.reports_wins)}
 
     def update(self, batch: EpisodeBatch) -> dict[str, float]:
         raise NotImplementedError
-
-    def evaluate(self, env_steps: int) -> dict[str, float]:
-        """Greedy test episodes; the history entry also records the logger step of the row
-        the metrics go to (the batch count), so a resumed CSV can restore a lost row."""
-        dm = self.trainer.datamodule
-        metrics = dm.evaluate(self.rollout_policy())
-        self.test_history.append({"env_steps": env_steps, "step": dm.batches, **metrics})
-        self.next_eval_at = env_steps + self.eval_interval
-        self.log("test_return", metrics["test_return_mean"], prog_bar=True, logger=False, batch_size=1)
-        return metrics
 
     # -- helpers for update() ----------------------------------------------------------
     def optimise(self, optimizer: Any, loss: torch.Tensor, params: Any, what: str) -> float:
@@ -107,20 +81,11 @@ class ActorCriticModule(pl.LightningModule):
         return float(norm)
 
     def _non_finite(self, problem: str, what: str) -> None:
-        dm = self.trainer.datamodule
         raise FloatingPointError(
-            f"{problem} at env step {dm.env_steps} (batch {dm.batches}); the parameters were not "
-            f"updated. Lower algo.{what}_lr or "
-            "algo.grad_norm_clip, or check the environment's rewards for inf/NaN.")
+            f"{problem} at env step {self.env_steps_seen}; the parameters were not updated. Lower "
+            f"algo.{what}_lr or algo.grad_norm_clip, or check the environment's rewards for inf/NaN.")
 
     critic_steps_per_batch = 1
-
-    def on_train_start(self) -> None:
-        dm = self.trainer.datamodule
-        problem = target_schedule_problem(self.algo, self.critic_steps_per_batch, dm.max_env_steps,
-                                          dm.cfg.batch_episodes, self.env_info.episode_limit)
-        if problem:
-            log.warning(problem)
 
     def after_critic_step(self) -> None:
         """Target update: a soft (Polyak) step ``θ̄ ← (1−τ)θ̄ + τθ`` when
@@ -147,21 +112,18 @@ class ActorCriticModule(pl.LightningModule):
             "critic_steps": self.critic_steps,
             "target_copied_at": list(self.target_copied_at),
             "env_steps_seen": self.env_steps_seen,
-            "next_eval_at": self.next_eval_at,
-            "test_history": self.test_history,
             "rng": rng_state(),
             "logger_run_ids": {type(lg).__name__: str(lg.version) for lg in self.trainer.loggers},
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["lica"]
-        self.critic_steps, self.next_eval_at = state["critic_steps"], state["next_eval_at"]
-        self.test_history = state["test_history"]
+        self.critic_steps = state["critic_steps"]
         self.target_copied_at, self.env_steps_seen = tuple(state["target_copied_at"]), state["env_steps_seen"]
         set_rng_state(state["rng"])
 
 
-def target_schedule_problem(algo: AlgoConfig, critic_steps_per_batch: int, max_env_steps: int,
+def target_schedule_problem(algo: ActorCriticConfig, critic_steps_per_batch: int, max_env_steps: int,
                             batch_episodes: int, episode_limit: int) -> str | None:
     """Why the hard target copies may never happen within the budget (None when they will):
     a batch holds at most ``batch_episodes · episode_limit`` env steps, so the budget
@@ -176,18 +138,3 @@ def target_schedule_problem(algo: AlgoConfig, critic_steps_per_batch: int, max_e
             f"critic steps ({critic_steps_per_batch} per batch of at most {per_batch} env steps), fewer than "
             f"algo.target_update_interval={algo.target_update_interval}. Lower algo.target_update_interval, "
             "use soft updates (algo.target_tau > 0) or raise trainer.max_env_steps (docs/algorithm.md §10).")
-
-
-def rng_state() -> dict[str, Any]:
-    """Every global RNG's state, as plain tensors and numbers (loadable with
-    ``weights_only=True``, which Lightning uses to resume)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos,
-                                                      has_gauss, cached], "python": random.getstate()}
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    random.setstate(state["python"])

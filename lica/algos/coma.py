@@ -19,11 +19,11 @@ Per on-policy batch (PyMARL's ``coma_learner`` with one critic step per batch):
    ``−mean over valid (episode, step) cells and agents of sg(A^a) · log π^a(u^a)``.
    The counterfactual baseline marginalises agent a's own action only, so it does not
    change the expected gradient, and ``Σ_u π(u)·A(u) = 0`` for every agent (the reason
-   COMA's expected advantage is 0 in the paper's 1-step Traffic Junction, LICA_SPEC §8).
+   COMA's expected advantage is 0 in the paper's 1-step Traffic Junction, docs/algorithm.md §8).
 
 Unavailable actions have probability exactly 0 (``masked_logits``), so they take no part
 in the baseline; padded cells are excluded with ``torch.where`` masks.  PyMARL's COMA
-has no entropy bonus (``conf/algo/coma.yaml``: ``entropy=vanilla, beta=0``); a positive
+has no entropy bonus (:class:`lica.config.COMAConfig`: ``entropy=vanilla, beta=0``); a positive
 ``algo.beta`` (or ``algo.entropy=adaptive`` with ``algo.entropy_coef``) adds the same
 entropy term as LICA's to the policy-gradient loss.  PyMARL's ε-mixing of the training
 policy is not used: training actions come from the masked softmax like LICA's.
@@ -35,8 +35,9 @@ import torch
 from torch import Tensor, nn
 
 from lica.algos.base import ActorCriticModule
-from lica.algos.losses import critic_loss, entropy_loss, masked_mean, policy_entropy, td_lambda_targets
-from lica.config import AlgoConfig
+from lica.algos.losses import (coma_advantage, critic_loss, entropy_loss, masked_mean, policy_entropy,
+                               td_lambda_targets)
+from lica.config import COMAConfig
 from lica.envs.base import EnvInfo
 from lica.models.agents import action_distribution
 from lica.rollout.batch import EpisodeBatch
@@ -85,18 +86,6 @@ class COMACritic(nn.Module):
         return self.fc3(torch.relu(self.fc2(x)))
 
 
-def coma_advantage(q_values: Tensor, probs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """COMA Eq. 4 for every agent: returns ``(Q(s,u), baseline, A)``, each ``(...,)``.
-
-    ``q_values (..., |A|)`` = ``Q(s, (u^{−a}, u'))`` for every action ``u'`` of the agent,
-    ``probs (..., |A|)`` = ``π^a(·|τ^a)`` (0 on unavailable actions), ``actions (...)``
-    the taken action ``u^a``:  ``A = Q(s, u) − Σ_{u'} π^a(u') · Q(s, (u^{−a}, u'))``.
-    """
-    q_taken = q_values.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-    baseline = (probs * q_values).sum(-1)
-    return q_taken, baseline, q_taken - baseline
-
-
 def per_agent_td_lambda_targets(target_q: Tensor, reward: Tensor, terminal: Tensor, mask: Tensor,
                                 gamma: float, td_lambda: float) -> Tensor:
     """:func:`~lica.algos.losses.td_lambda_targets` for each agent's ``Q̄(s, u)``:
@@ -111,8 +100,8 @@ def per_agent_td_lambda_targets(target_q: Tensor, reward: Tensor, terminal: Tens
 class COMA(ActorCriticModule):
     """COMA on the shared :class:`ActorCriticModule` machinery (same actor as LICA)."""
 
-    def __init__(self, algo: AlgoConfig, env_info: EnvInfo, eval_interval: int) -> None:
-        super().__init__(algo, env_info, eval_interval)
+    def __init__(self, algo: COMAConfig, env_info: EnvInfo) -> None:
+        super().__init__(algo, env_info)
         self.critic = COMACritic(env_info.state_dim, env_info.obs_dim, env_info.n_agents, env_info.n_actions)
         self.make_target()
 
@@ -147,8 +136,7 @@ class COMA(ActorCriticModule):
         log_pi_taken = dist.log_prob(actions[:, :-1])  # (B, T, n)
         pg_loss = -masked_mean(advantage.detach() * log_pi_taken, agent_mask)
         entropy = masked_mean(policy_entropy(logits, avail), mask)
-        coef = self.algo.entropy_coef if self.algo.entropy == "adaptive" else self.algo.beta
-        ent_term, floor_hit = entropy_loss(entropy, self.algo.entropy, coef, self.algo.entropy_eps)
+        ent_term, floor_hit = entropy_loss(entropy, self.algo.entropy, self.algo.entropy_weight, self.algo.entropy_eps)
         loss_a = pg_loss + ent_term  # ent_term = 0 (no gradient) with PyMARL's beta = 0
         actor_norm = self.optimise(actor_opt, loss_a, self.actor.parameters(), "actor")
         self.untoggle_optimizer(actor_opt)

@@ -15,7 +15,7 @@ import torch
 from lica.algos.base import ActorCriticModule
 from lica.algos.losses import (actor_critic_input, critic_diagnostics, critic_loss, entropy_loss, masked_mean,
                                policy_entropy, td_lambda_targets)
-from lica.config import AlgoConfig
+from lica.config import LICAConfig
 from lica.envs.base import EnvInfo
 from lica.models.agents import action_distribution
 from lica.models.critics import build_critic
@@ -23,8 +23,8 @@ from lica.rollout.batch import EpisodeBatch
 
 
 class LICA(ActorCriticModule):
-    def __init__(self, algo: AlgoConfig, env_info: EnvInfo, eval_interval: int) -> None:
-        super().__init__(algo, env_info, eval_interval)
+    def __init__(self, algo: LICAConfig, env_info: EnvInfo) -> None:
+        super().__init__(algo, env_info)
         self.critic = build_critic(algo.critic, env_info.state_dim, env_info.n_agents, env_info.n_actions,
                                    algo.mixing_embed_dim, algo.hypernet_layers, algo.hypernet_embed)
         self.make_target()

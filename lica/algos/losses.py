@@ -1,4 +1,4 @@
-"""LICA's losses, named after the paper's equations.
+"""The losses, named after the paper's equations (and COMA's advantage, its Eq. 4).
 
 Shapes: B episodes × T transitions; ``mask`` is the valid-transition mask
 (:meth:`lica.rollout.batch.EpisodeBatch.step_mask`).  Masked statistics use
@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lica.config import ActorInput, EntropyTerm
 from lica.models.agents import action_distribution, masked_logits
 
 
@@ -85,7 +86,8 @@ def policy_entropy(logits: Tensor, avail: Tensor) -> Tensor:
     return action_distribution(logits, avail).entropy().mean(-1)
 
 
-def entropy_loss(mean_entropy: Tensor, mode: str, coef: float, eps: float = 1e-6) -> tuple[Tensor, bool]:
+def entropy_loss(mean_entropy: Tensor, mode: EntropyTerm | str, coef: float,
+                 eps: float = 1e-6) -> tuple[Tensor, bool]:
     """The entropy term of the actor loss; returns ``(term, floor_hit)``.
 
     * ``vanilla`` (Eq. 5): ``−β·H̄``.
@@ -94,24 +96,33 @@ def entropy_loss(mean_entropy: Tensor, mode: str, coef: float, eps: float = 1e-6
       push towards exploration grows as the policy sharpens.  ``sg(H̄)`` is floored at
       ``eps`` (``floor_hit`` reports it) so a collapsed policy cannot divide by zero.
     """
-    if mode == "vanilla":
+    if EntropyTerm(mode) is EntropyTerm.vanilla:
         return -coef * mean_entropy, False
-    if mode == "adaptive":
-        scale = mean_entropy.detach()
-        floor_hit = bool(scale < eps)
-        return -coef * mean_entropy / scale.clamp_min(eps), floor_hit
-    raise ValueError(f"algo.entropy must be 'adaptive' or 'vanilla', got {mode!r}.")
+    scale = mean_entropy.detach()
+    floor_hit = bool(scale < eps)
+    return -coef * mean_entropy / scale.clamp_min(eps), floor_hit
 
 
-def actor_critic_input(logits: Tensor, avail: Tensor, mode: str, tau: float = 1.0) -> Tensor:
+def actor_critic_input(logits: Tensor, avail: Tensor, mode: ActorInput | str, tau: float = 1.0) -> Tensor:
     """What the actor feeds to the critic in place of the one-hot action (Eq. 3–4).
 
     * ``probs``: the action-probability vectors π_t^a (unavailable actions exactly 0).
     * ``gumbel``: straight-through Gumbel-Softmax samples (one-hot forward values,
       gradients of the relaxed sample with temperature ``tau``).
     """
-    if mode == "probs":
+    if ActorInput(mode) is ActorInput.probs:
         return action_distribution(logits, avail).probs
-    if mode == "gumbel":
-        return F.gumbel_softmax(masked_logits(logits, avail), tau=tau, hard=True)
-    raise ValueError(f"algo.actor_input must be 'probs' or 'gumbel', got {mode!r}.")
+    return F.gumbel_softmax(masked_logits(logits, avail), tau=tau, hard=True)
+
+
+def coma_advantage(q_values: Tensor, probs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """COMA's counterfactual advantage (Foerster et al. 2018, Eq. 4) for every agent:
+    returns ``(Q(s,u), baseline, A)``, each ``(...,)``.
+
+    ``q_values (..., |A|)`` = ``Q(s, (u^{−a}, u'))`` for every action ``u'`` of the agent,
+    ``probs (..., |A|)`` = ``π^a(·|τ^a)`` (0 on unavailable actions), ``actions (...)``
+    the taken action ``u^a``:  ``A = Q(s, u) − Σ_{u'} π^a(u') · Q(s, (u^{−a}, u'))``.
+    """
+    q_taken = q_values.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    baseline = (probs * q_values).sum(-1)
+    return q_taken, baseline, q_taken - baseline

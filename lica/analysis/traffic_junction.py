@@ -60,6 +60,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from lica.algos.losses import coma_advantage
+
 PASS, WAIT = 0, 1
 ACTION_NAMES = ("pass", "wait")
 N_AGENTS, N_ACTIONS = 2, 2
@@ -107,25 +109,6 @@ def counterfactual_q(q_joint: Tensor, actions: Tensor) -> Tensor:
     q0 = torch.gather(q_joint, -1, u2[..., None, None].expand(*u2.shape, N_ACTIONS, 1)).squeeze(-1)
     q1 = torch.gather(q_joint, -2, u1[..., None, None].expand(*u1.shape, 1, N_ACTIONS)).squeeze(-2)
     return torch.stack([q0, q1], dim=-2)
-
-
-def coma_advantage(q_cf: Tensor, probs: Tensor, actions: Tensor) -> Tensor:
-    """COMA counterfactual advantage (Foerster et al. 2018, Eq. 4).
-
-    ``A^a(s, u) = Q(s, u) - Σ_{u'} π^a(u' | τ^a) · Q(s, (u^{-a}, u'))``
-
-    Args:
-        q_cf: ``(..., n_agents, n_actions)``; ``q_cf[..., a, u']`` = ``Q(s, (u^{-a}, u'))``
-            (the COMA critic's output for agent a; see :func:`counterfactual_q`).
-        probs: ``(..., n_agents, n_actions)`` policies ``π^a``.
-        actions: ``(..., n_agents)`` taken actions ``u^a`` (long).
-
-    Returns:
-        ``(..., n_agents)`` advantages of the taken actions.
-    """
-    q_taken = torch.gather(q_cf, -1, actions[..., None]).squeeze(-1)  # Q(s, u)
-    baseline = (probs * q_cf).sum(-1)  # counterfactual baseline
-    return q_taken - baseline
 
 
 # ------------------------------------------------------------- batched nets
@@ -330,7 +313,7 @@ def _coma_actor_loss(critic: BatchedMLP, probs: Tensor, logp: Tensor, batch: int
     n = probs.shape[0]
     with torch.no_grad():
         u = (torch.rand(n, batch, N_AGENTS, generator=gen) >= probs[:, None, :, PASS]).long()
-        adv = coma_advantage(coma_critic_q(critic, u), probs[:, None].detach(), u)  # (N,B,2)
+        _, _, adv = coma_advantage(coma_critic_q(critic, u), probs[:, None].detach(), u)  # (N,B,2)
     logp_taken = logp[:, None].expand(-1, batch, -1, -1).gather(-1, u[..., None])[..., 0]
     return -(adv * logp_taken).mean(1).sum()
 
@@ -410,9 +393,8 @@ def run_study(n_inits: int, steps: int = 60, seed: int = 0,
     """Fig. 5 study: train every method from ``n_inits`` random initialisations.
 
     ``kwargs`` override :class:`StudyConfig` fields (``xi``, ``coma_batch``, ``policy_lr``, ...).
-    ``num_threads`` (default 1, restored afterwards): the ops are many small batched
-    matmuls, and on a small shared CPU box several intra-op threads mostly spin against
-    each other (measured ~6x slower with 2 threads on a loaded 2-core machine).
+    ``num_threads`` (default 1, restored afterwards): torch's intra-op threads for the
+    study's many small batched matmuls (one is fastest on small CPUs: docs/performance.md).
     Returns ``{method: MethodResult}``.
     """
     cfg = StudyConfig(steps=steps, **kwargs)

@@ -13,14 +13,14 @@ from __future__ import annotations
 import importlib
 from functools import partial
 
-from lica.config import EnvConfig
+from lica.config import Backend, EnvConfig
 from lica.envs.base import EnvInfo, MultiAgentEnv, Observation, VecEnv, VecStep
 
-# backend name -> (module, extra that provides it, or None when always installed)
-BACKENDS: dict[str, tuple[str, str | None]] = {
-    "mpe": ("lica.envs.mpe", None),
-    "jax": ("lica.envs.jax", "jax"),
-    "smac": ("lica.envs.smac", "smac"),
+# backend -> (module, extra that provides it, or None when always installed)
+BACKENDS: dict[Backend, tuple[str, str | None]] = {
+    Backend.mpe: ("lica.envs.mpe", None),
+    Backend.jax: ("lica.envs.jax", "jax"),
+    Backend.smac: ("lica.envs.smac", "smac"),
 }
 
 __all__ = ["BACKENDS", "EnvInfo", "MultiAgentEnv", "Observation", "VecEnv", "VecStep",
@@ -28,19 +28,20 @@ __all__ = ["BACKENDS", "EnvInfo", "MultiAgentEnv", "Observation", "VecEnv", "Vec
 
 
 def backend_module(cfg: EnvConfig):
-    if cfg.backend not in BACKENDS:
-        raise ValueError(
-            f"Unknown env backend {cfg.backend!r}. Choose one of {sorted(BACKENDS)} "
-            "(e.g. env=spread, env=smax_2s3z, env=smac_2s3z)."
-        )
-    module_name, extra = BACKENDS[cfg.backend]
+    """The module of ``cfg.backend`` (an env config built in code is checked here; a
+    composed one already was, by the schema)."""
+    try:
+        module_name, extra = BACKENDS[Backend(cfg.backend)]
+    except ValueError:
+        raise ValueError(f"Unknown env backend '{cfg.backend}'. Choose one of {sorted(b.value for b in Backend)} "
+                         "(e.g. env=spread, env=smax_2s3z, env=smac_2s3z).") from None
     try:
         return importlib.import_module(module_name)
     except ImportError as err:
         if extra is None:
             raise
         raise ImportError(
-            f"env backend {cfg.backend!r} needs the optional extra {extra!r}: "
+            f"env backend '{cfg.backend}' needs the optional extra {extra!r}: "
             f"pip install -e '.[{extra}]'  (missing: {err.name or err})"
         ) from err
 

@@ -2,16 +2,17 @@
 
 Two levels:
 
-* :class:`MultiAgentEnv` -- one environment, SMAC-shaped (``reset`` then
-  ``step(actions) -> reward, terminated, truncated, info``; observations, state and
-  available actions read back with ``get_obs`` / ``get_state`` / ``get_avail_actions``).
-  mpe2 and the SMAC adapter implement it; the worker pool (:mod:`lica.envs.vec`)
-  runs many of them in worker processes.
+* :class:`MultiAgentEnv` -- one environment: ``reset(seed)`` returns the first
+  :class:`Observation` (observations, state and available actions together) and
+  ``step(actions)`` returns ``(next Observation, reward, terminated, truncated, info)``;
+  ``get_env_info()`` describes it (:class:`EnvInfo`).  mpe2 and the SMAC adapter
+  implement it; the worker pool (:mod:`lica.envs.vec`) runs many of them in worker
+  processes.
 * :class:`VecEnv` -- ``num_envs`` environments stepped in lock-step with batched numpy
   in and out.  The collector only ever talks to a ``VecEnv``.  Natively batched
   backends (JaxMARL) implement it directly.
 
-Conventions (LICA_SPEC §1, §6):
+Conventions (docs/algorithm.md §1, §6):
 
 * ``obs``: float32 ``(n_agents, obs_dim)``; ``state``: float32 ``(state_dim,)``;
   ``avail``: bool/uint8 ``(n_agents, n_actions)``, at least one action available for
@@ -95,6 +96,7 @@ class VecEnv(ABC):
 
     info: EnvInfo
     num_envs: int
+    traceable: bool = False  # reset_batch/step_batch can be traced by JAX (lica.rollout.make_collector)
 
     @abstractmethod
     def reset(self, seeds: np.ndarray) -> Observation:

@@ -38,31 +38,21 @@ of every unit, then all units' team and type ids), scaled like SMAX's observatio
 SMAC's state: positions divided by the map's width and height (SMAX gives map units,
 0..32), cooldowns by the longest weapon cooldown of the unit types, type ids by the
 largest id, then clipped to [0, 1] as SMAX clips the cooldowns it observes (they run
-below 0 between shots); unscaled, the critic's first output on 2s3z read Q ≈ 30 for
-returns ≤ 2 (docs/algorithm.md);
+below 0 between shots; docs/algorithm.md §10).
 ``avail`` comes from ``env.get_avail_actions`` (``[up, right, down, left, stop, attack
 enemy 0, ...]``; a dead unit has only ``stop``).  ``reward`` is the allies' shared SMAX
 reward (the enemies' health lost this step as a fraction of their max health, divided by
 the number of enemies, plus ``won_battle_bonus`` = 1 on a win), scaled as SMAC scales its
 reward (``reward_scale_rate``, 20 in the reference): the largest possible episode return,
 all enemy health plus the win bonus, becomes ``env.args.reward_scale_rate`` (default 20; a
-lica key, not passed to SMAX).  ``terminated`` = the
-battle ended (all allies or all enemies dead); ``won`` = all enemies dead and at least
-one ally alive (SMAX's own win rule, draws are possible); ``truncated`` =
-``episode_limit`` steps reached without a battle end.  ``episode_limit: null`` means
-SMAX's own limit (``max_steps``, 100 by default, or ``args.max_steps``); a number is
-also passed to SMAX as ``max_steps``.
-
-**SMAX is not SMAC.**  SMAX is a JAX re-implementation of StarCraft-like micro battles,
-not StarCraft II: its observations, state, action set (no SMAC "no-op": a dead unit's
-only action is stop; no heal targets), unit statistics, built-in enemy AI (JaxMARL's
-heuristic, not SC2's difficulty 7), reward (an episode return of at most 2 -- 1 for all
-enemy health plus the win bonus -- instead of SMAC's 20 after ``reward_scale_rate``, with
-no ``reward_death_value`` / ``reward_win`` terms) and episode length (100 steps for every
-map instead of SMAC's per-map limits) all differ, so numbers from SMAX runs are not
-comparable with the paper's SMAC curves.  Of the paper's six SMAC maps only ``2s3z``,
-``5m_vs_6m`` and ``3s5z_vs_3s6z`` exist in SMAX; ``1c3s5z``, ``MMM2`` and ``2c_vs_64zg``
-have no SMAX counterpart (they need colossi or medivacs, which SMAX does not model).
+lica key, not passed to SMAX).  ``terminated`` = the battle ended (all allies or all
+enemies dead); ``won`` = all enemies dead and at least one ally alive (SMAX's own win
+rule, draws are possible); ``truncated`` = ``episode_limit`` steps reached without a
+battle end.  ``episode_limit: null`` means SMAX's own limit (``max_steps``, 100 by
+default, or ``args.max_steps``); a number is also passed to SMAX as ``max_steps``.  SMAX
+is not StarCraft II: its numbers do not compare with SMAC's (README, *Environments*); of
+the paper's maps it has ``2s3z``, ``5m_vs_6m`` and ``3s5z_vs_3s6z``, and the others raise
+an error naming them (:data:`SMAC_ONLY_MAPS`).
 
 **Contract details.**
 
@@ -82,10 +72,9 @@ have no SMAX counterpart (they need colossi or medivacs, which SMAX does not mod
   the first timed step is fast.  Each is called twice there: a vmapped step fed its own
   output can recompile on the second call (weak types / committed arrays); here the
   carry keeps fixed dtypes and the jit cache holds one entry each after warm-up (checked
-  in the tests).  That costs ~3-12 s (MPE) to ~15-30 s (SMAX 2s3z, 5m_vs_6m,
-  3s5z_vs_3s6z) of XLA compilation on a 2-core CPU.  Training never pays it: its
-  collector (:mod:`lica.rollout.jax_collector`) traces :meth:`JaxVecEnv.reset_batch`
-  and :meth:`JaxVecEnv.step_batch` into one whole-batch program of its own.
+  in the tests).  Training's collector (:mod:`lica.rollout.jax_collector`) does not use
+  them: it traces :meth:`JaxVecEnv.reset_batch` and :meth:`JaxVecEnv.step_batch` into one
+  whole-batch program of its own (``traceable``).
 """
 
 from __future__ import annotations
@@ -292,6 +281,8 @@ def seeds_to_keys(seeds: np.ndarray) -> np.ndarray:
 
 class JaxVecEnv(VecEnv):
     """``num_envs`` JaxMARL environments in one jitted, vmapped program (see module doc)."""
+
+    traceable = True  # reset_batch/step_batch are pure JAX: the fused collector traces them
 
     def __init__(self, adapter: _Adapter, num_envs: int, scenario: str = "") -> None:
         if num_envs < 1:

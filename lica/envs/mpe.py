@@ -1,10 +1,10 @@
 """The paper's MPE tasks on mpe2 (PettingZoo's Multi-Particle Environments, now ``mpe2``).
 
 Both tasks use mpe2's own scenarios and physics (``World.step``).  They skip the
-PettingZoo AEC/parallel wrappers, which cost about half the step time, and drive the
-raw environment directly: set every agent's action, one ``world.step()``, then read
+PettingZoo AEC/parallel wrappers (docs/performance.md) and drive the raw environment
+directly: set every agent's action, one ``world.step()``, then read
 observations with the scenario's ``observation``.  Rewards are the paper's shared team
-rewards (LICA_SPEC §8), computed here from positions, not mpe2's per-agent rewards.
+rewards (docs/algorithm.md §8), computed here from positions, not mpe2's per-agent rewards.
 
 * :class:`CooperativeNavigation` (``scenario: spread``, ``simple_spread``): n agents, n
   landmarks, actions [no-op, left, right, down, up];
@@ -17,11 +17,10 @@ rewards (LICA_SPEC §8), computed here from positions, not mpe2's per-agent rewa
 Observations are mpe2's; the global state is the concatenation of all agents'
 observations (what mpe2's ``state()`` returns).  Every action is always available.
 
-Speed (the env is the rollout's bottleneck): observations are not built agent by agent
-with the scenario's ``observation`` but gathered, with one precomputed index, from one
-vector of every agent's velocity, position, communication and relative positions --
-the same float64 numbers (``p_other - p_self``) copied in the same order, so the
-result is identical.  The index mirrors the scenarios' observation layout and is
+Observations are not built agent by agent with the scenario's ``observation`` but
+gathered, with one precomputed index, from one vector of every agent's velocity,
+position, communication and relative positions -- the same float64 numbers
+(``p_other - p_self``) copied in the same order, so the result is identical.  The index mirrors the scenarios' observation layout and is
 checked against ``scenario.observation`` on a probe state when the env is built (a
 mismatch falls back to the scenario's own function).  Discrete actions come from a
 table of mpe2's own ``_set_action`` results, and the team rewards reuse the gathered

@@ -2,7 +2,7 @@
 
 SMAC is the StarCraft Multi-Agent Challenge from ``git+https://github.com/oxwhirl/smac.git``
 (never PyPI ``smac``: that is SMAC3, an unrelated hyper-parameter optimiser).  It drives
-the StarCraft II game (the paper used 4.10, LICA_SPEC §7), found through ``SC2PATH``;
+the StarCraft II game (the paper used 4.10, docs/algorithm.md §7), found through ``SC2PATH``;
 ``make sc2`` (``slurm/install_sc2.sh``) installs both.  Nothing SMAC or SC2 is imported at
 module import time, so ``import lica.envs.smac`` works on machines without them.
 
@@ -14,7 +14,7 @@ Mapping SMAC onto :class:`lica.envs.base.MultiAgentEnv`:
 * ``cfg.scenario`` is the map name (case-sensitive: ``MMM2``).  The paper's maps are in
   :data:`PAPER_MAPS`; any other map the installed SMAC knows is allowed too.
 * ``cfg.args`` are ``StarCraft2Env`` keyword arguments merged over the reference
-  settings :data:`REFERENCE_ENV_ARGS` (LICA_SPEC §7).  One extra key is lica's own:
+  settings :data:`REFERENCE_ENV_ARGS` (docs/algorithm.md §7).  One extra key is lica's own:
   ``env_cls: "module:Class"`` replaces ``smac.env.StarCraft2Env`` by another class with
   the same interface (the tests' stand-in ``tests.smac_standin:StarCraft2Env``); it is a
   config value, so it also reaches envs built in spawned worker processes.
@@ -60,14 +60,14 @@ __all__ = ["PAPER_MAPS", "REFERENCE_ENV_ARGS", "SC2NotFoundError", "SMACEnv",
 
 SMAC_PIP = 'pip install "smac @ git+https://github.com/oxwhirl/smac.git"'
 
-# The paper's maps (LICA_SPEC §8) and their difficulty class.
+# The paper's maps (docs/algorithm.md §8) and their difficulty class.
 PAPER_MAPS: dict[str, str] = {
     "2s3z": "Easy", "1c3s5z": "Easy",
     "5m_vs_6m": "Hard", "2c_vs_64zg": "Hard",
     "MMM2": "Super Hard", "3s5z_vs_3s6z": "Super Hard",
 }
 
-# StarCraft2Env keyword arguments of the reference code (LICA_SPEC §7; PyMARL's sc2.yaml).
+# StarCraft2Env keyword arguments of the reference code (docs/algorithm.md §7; PyMARL's sc2.yaml).
 # Only keywords every SMAC release accepts; add newer ones (obs_timestep_number, ...)
 # through cfg.args.
 REFERENCE_ENV_ARGS: dict[str, Any] = {

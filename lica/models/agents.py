@@ -1,6 +1,6 @@
 """Decentralised policies (the actor) and the action distribution over available actions.
 
-LICA_SPEC §2: input = observation ⊕ one-hot previous action (zeros at t=0) ⊕ one-hot
+docs/algorithm.md §2: input = observation ⊕ one-hot previous action (zeros at t=0) ⊕ one-hot
 agent id.  ``type=rnn`` (SMAC reference): Linear(in, 64) → ReLU → GRUCell(64, 64) →
 Linear(64, |A|).  ``type=mlp`` (the paper's MPE policies): Linear(in, h) → ReLU →
 Linear(h, |A|).  ``shared=False`` gives every agent its own parameters (stacked
@@ -15,13 +15,13 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical
 
-from lica.config import AgentConfig
+from lica.config import AgentConfig, AgentType
 
 UNAVAILABLE_LOGIT = -1e10
 
 
 def masked_logits(logits: Tensor, avail: Tensor) -> Tensor:
-    """Logits with unavailable actions set to −1e10 (LICA_SPEC §2).
+    """Logits with unavailable actions set to −1e10 (docs/algorithm.md §2).
 
     Rows with *no* available action (padding after an episode ends) are left unmasked
     so that softmax stays finite there; such rows are excluded by the step mask, and no
@@ -58,16 +58,15 @@ class MultiAgentPolicy(nn.Module):
 
     def __init__(self, obs_dim: int, n_agents: int, n_actions: int, cfg: AgentConfig) -> None:
         super().__init__()
-        if cfg.type not in ("rnn", "mlp"):
-            raise ValueError(f"algo.agent.type must be 'rnn' or 'mlp', got {cfg.type!r}.")
-        if cfg.type == "rnn" and not cfg.shared:
+        recurrent = AgentType(cfg.type) is AgentType.rnn
+        if recurrent and not cfg.shared:
             raise ValueError("algo.agent.shared=false needs algo.agent.type=mlp "
                              "(per-agent RNNs are not implemented).")
         self.n_agents, self.n_actions, self.cfg = n_agents, n_actions, cfg
         d_in = obs_dim + (n_actions if cfg.obs_last_action else 0) + (n_agents if cfg.obs_agent_id else 0)
         n_nets = 1 if cfg.shared else n_agents
         self.fc1 = AgentLinear(n_nets, d_in, cfg.hidden_dim)
-        self.rnn = nn.GRUCell(cfg.hidden_dim, cfg.hidden_dim) if cfg.type == "rnn" else None
+        self.rnn = nn.GRUCell(cfg.hidden_dim, cfg.hidden_dim) if recurrent else None
         self.fc2 = AgentLinear(n_nets, cfg.hidden_dim, n_actions)
         self.register_buffer("agent_ids", torch.eye(n_agents), persistent=False)
 

@@ -20,6 +20,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from lica.config import Critic as CriticKind
+
 
 def joint_onehot(actions: Tensor, valid: Tensor, n_actions: int, dtype: torch.dtype) -> Tensor:
     """``actions (..., n)`` long → the flat one-hot joint action ``(..., n·|A|)``, zero on
@@ -200,10 +202,9 @@ class MLPCritic(Critic):
                                                         dim=-1)).squeeze(-1)
 
 
-def build_critic(kind: str, state_dim: int, n_agents: int, n_actions: int, embed_dim: int = 64,
+def build_critic(kind: Critic | str, state_dim: int, n_agents: int, n_actions: int, embed_dim: int = 64,
                  hypernet_layers: int = 2, hypernet_embed: int | None = None) -> Critic:
-    if kind == "mix":
-        return MixingCritic(state_dim, n_agents, n_actions, embed_dim, hypernet_layers, hypernet_embed)
-    if kind == "mlp":
+    """C_Mix (``mix``, Eq. 1) or C_MLP (``mlp``, Fig. A2) with hidden width ``embed_dim``."""
+    if CriticKind(kind) is CriticKind.mlp:
         return MLPCritic(state_dim, n_agents, n_actions, embed_dim)
-    raise ValueError(f"algo.critic must be 'mix' (C_Mix) or 'mlp' (C_MLP), got {kind!r}.")
+    return MixingCritic(state_dim, n_agents, n_actions, embed_dim, hypernet_layers, hypernet_embed)

@@ -1,17 +1,35 @@
-"""The episode batch (LICA_SPEC §6, PyMARL's layout).
+"""The episode batch (docs/algorithm.md §6, PyMARL's layout) and its episode statistics.
 
 B episodes, padded to the longest one.  Per-state fields have T+1 rows (the state after
 the last transition is kept, with the action chosen there, which feeds the target
 critic at the last index); per-transition fields have T rows.  ``filled`` marks real
-rows; padding has zeros everywhere, including ``avail`` (no available action).
+rows; padding has zeros everywhere, including ``avail`` (no available action).  A batch
+from the collector carries its episodes' returns, lengths and wins (:class:`EpisodeStats`),
+so the learner logs them without asking the DataModule.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Optional
 
+import numpy as np
 import torch
 from torch import Tensor
+
+
+@dataclass
+class EpisodeStats:
+    returns: np.ndarray  # (B,) undiscounted episode return
+    lengths: np.ndarray  # (B,) transitions per episode
+    won: np.ndarray  # (B,) bool
+
+    def summary(self, prefix: str, reports_wins: bool) -> dict[str, float]:
+        out = {f"{prefix}_return_mean": float(self.returns.mean()),
+               f"{prefix}_ep_length_mean": float(self.lengths.mean())}
+        if reports_wins:
+            out[f"{prefix}_battle_won_mean"] = float(self.won.mean())
+        return out
 
 
 @dataclass
@@ -26,6 +44,7 @@ class EpisodeBatch:
     terminated: Tensor  # (B, T) bool -- a true end of the episode
     truncated: Tensor  # (B, T) bool -- cut by the time limit
     env_steps: int = 0  # cumulative training env steps once this batch was collected
+    stats: Optional[EpisodeStats] = field(default=None, compare=False)  # its episodes' returns, lengths, wins
 
     @property
     def batch_size(self) -> int:
@@ -37,6 +56,7 @@ class EpisodeBatch:
         return self.reward.shape[1]
 
     def to(self, device: torch.device | str) -> EpisodeBatch:
+        """The tensors on ``device`` (the rest as it is)."""
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
         for k, v in moved.items():
             if isinstance(v, Tensor):
@@ -46,11 +66,11 @@ class EpisodeBatch:
     @staticmethod
     def cat(batches: list[EpisodeBatch]) -> EpisodeBatch:
         """The episodes of several batches in one batch, zero-padded to the longest; its
-        ``env_steps`` is the first batch's."""
+        ``env_steps`` is the first batch's (no statistics)."""
         t_max = max(b.max_t for b in batches)
         out = {}
         for f in fields(EpisodeBatch):
-            if f.name == "env_steps":
+            if f.name in ("env_steps", "stats"):
                 continue
             parts = []
             for b in batches:
@@ -62,7 +82,8 @@ class EpisodeBatch:
         return EpisodeBatch(**out, env_steps=batches[0].env_steps)
 
     def state_dict(self) -> dict[str, Tensor | int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The tensors and ``env_steps`` (what a checkpoint keeps of a batch)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "stats"}
 
     def terminal(self, bootstrap_on_timeout: bool) -> Tensor:
         """Transitions after which the target does not bootstrap.  The reference code
@@ -71,7 +92,7 @@ class EpisodeBatch:
 
     def step_mask(self) -> Tensor:
         """Valid-transition mask ``(B, T)``: ``filled[:, :-1]`` with every row after a
-        terminal step removed (LICA_SPEC §6)."""
+        terminal step removed (docs/algorithm.md §6)."""
         mask = self.filled[:, :-1].clone()
         ended = self.terminated | self.truncated
         mask[:, 1:] &= ~ended[:, :-1].cumsum(1).bool()

@@ -4,43 +4,23 @@ One call = one episode per environment, all started together (finished environme
 wait for the others).  Results are written in place into preallocated numpy buffers of
 ``episode_limit + 1`` rows and handed out as torch tensors trimmed to the longest
 episode.  Training actions are sampled from the masked softmax with the collector's own
-``torch.Generator``; test actions are greedy (LICA_SPEC §6).
+``torch.Generator``; test actions are greedy (docs/algorithm.md §6).
 
 All environments step in lock-step: every step, one batched policy forward for all
-environments and agents, then one ``env.step``.  (Overlapping the policy of one
-worker's environments with another worker's stepping was measured and dropped: on 2
-cores the workers already use both cores, so the policy cannot hide behind them --
-2-8 % slower at 2 workers -- and elsewhere a per-worker policy call costs nearly as much
-as one for the whole batch.)  For the jax backend, :func:`make_collector` returns the
-fused :class:`~lica.rollout.jax_collector.JaxCollector` instead: the same loop as one
-jitted program.
+environments and agents, then one ``env.step``.  For the jax backend,
+:func:`lica.rollout.make_collector` returns the fused
+:class:`~lica.rollout.jax_collector.JaxCollector` instead: the same loop as one jitted
+program.
 """
 
 from __future__ import annotations
-
-import sys
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from lica.envs.base import VecEnv
 from lica.models.agents import MultiAgentPolicy, masked_logits
-from lica.rollout.batch import EpisodeBatch
-
-
-@dataclass
-class EpisodeStats:
-    returns: np.ndarray  # (B,) undiscounted episode return
-    lengths: np.ndarray  # (B,) transitions per episode
-    won: np.ndarray  # (B,) bool
-
-    def summary(self, prefix: str, reports_wins: bool) -> dict[str, float]:
-        out = {f"{prefix}_return_mean": float(self.returns.mean()),
-               f"{prefix}_ep_length_mean": float(self.lengths.mean())}
-        if reports_wins:
-            out[f"{prefix}_battle_won_mean"] = float(self.won.mean())
-        return out
+from lica.rollout.batch import EpisodeBatch, EpisodeStats
 
 
 class Collector:
@@ -81,8 +61,9 @@ class Collector:
         self._eye = torch.eye(k)
 
     def collect(self, policy: MultiAgentPolicy, seeds: np.ndarray, greedy: bool = False,
-                generator: torch.Generator | None = None) -> tuple[EpisodeBatch, EpisodeStats]:
-        """Run one episode in every env (env ``i`` reset with ``seeds[i]``).
+                generator: torch.Generator | None = None) -> EpisodeBatch:
+        """Run one episode in every env (env ``i`` reset with ``seeds[i]``); the batch
+        carries the episodes' statistics (``batch.stats``).
 
         The policy runs with one torch thread whatever the learner uses
         (``trainer.torch_threads``): its matrices are tiny, and extra intra-op threads
@@ -97,7 +78,9 @@ class Collector:
             if threads != 1:
                 torch.set_num_threads(threads)
         returns, lengths = self._finish_transitions(t_end)
-        return self._batch(t_end), EpisodeStats(returns, lengths, won)
+        batch = self._batch(t_end)
+        batch.stats = EpisodeStats(returns, lengths, won)
+        return batch
 
     # -- the loop --------------------------------------------------------------------------
     def _act(self, policy: MultiAgentPolicy, obs: np.ndarray, avail: np.ndarray, last_onehot: torch.Tensor,
@@ -194,13 +177,3 @@ class Collector:
             * cut["filled"][..., None, None],
         )
 
-
-def make_collector(env: VecEnv) -> Collector:
-    """The collector for ``env``: one whole-batch JAX program for the jax backend
-    (:class:`lica.rollout.jax_collector.JaxCollector`), else the step-wise loop."""
-    jax_envs = sys.modules.get("lica.envs.jax")  # only loaded when a jax env exists
-    if jax_envs is not None and isinstance(env, jax_envs.JaxVecEnv):
-        from lica.rollout.jax_collector import JaxCollector
-
-        return JaxCollector(env)
-    return Collector(env)

@@ -1,49 +1,52 @@
 """The on-policy rollout DataModule.
 
 Its training "dataloader" is an iterator that collects B complete episodes (one per
-training env) with the LightningModule's *current* policy each time it is advanced.
-The LightningModule advances it inside ``training_step`` (``dataloader_iter``), so no
-batch is ever collected before the previous update: Lightning's default one-batch
-prefetch would make the data one update stale.  Iteration ends when the env-step
-budget ``trainer.max_env_steps`` is spent.
+training env) with the *current* policy each time it is advanced.  The policy comes from
+the callable given to :meth:`RolloutDataModule.use_policy` (the LightningModule's
+``rollout_policy``; :class:`lica.experiment.Experiment` wires them).  The LightningModule
+advances the iterator inside ``training_step`` (``dataloader_iter``), so no batch is ever
+collected before the previous update: Lightning's default one-batch prefetch would make
+the data one update stale.  Each batch carries its env-step count and its episodes'
+statistics.  Iteration ends when the env-step budget ``trainer.max_env_steps`` is spent.
 
-Every episode's reset seed comes from ``SeedSequence([seed, stream, counter])``, so a
-run is reproducible and a resumed run sees exactly the episodes the uninterrupted run
-would have seen.  Evaluation envs have their own stream and never touch the training
-sampler's generator.
+Episode reset seeds come from the ``TRAIN`` and ``TEST`` streams of :mod:`lica.seeding`
+(indexed by the batch and the evaluation number), training actions from the DataModule's
+own sampling generator; all three counters and the generator are checkpointed, so a
+resumed run sees exactly the episodes the uninterrupted run would have seen.  Evaluation
+never touches the training sampler's generator.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-import numpy as np
 import pytorch_lightning as pl
-import torch
 
 from lica.config import EnvConfig, RolloutConfig
 from lica.envs import make_vec_env
 from lica.envs.base import EnvInfo, VecEnv
 from lica.models.agents import MultiAgentPolicy
 from lica.rollout.batch import EpisodeBatch
-from lica.rollout.collector import Collector, EpisodeStats, make_collector
-
-_TRAIN, _TEST = 0, 1
+from lica.rollout import make_collector
+from lica.rollout.collector import Collector
+from lica.seeding import Stream, episode_seeds, sampling_generator
 
 
 class RolloutDataModule(pl.LightningDataModule):
     def __init__(self, env: EnvConfig, rollout: RolloutConfig, seed: int, max_env_steps: int) -> None:
         super().__init__()
-        if rollout.batch_episodes < 1:
-            raise ValueError(f"rollout.batch_episodes must be >= 1, got {rollout.batch_episodes}.")
         self.env_cfg, self.cfg, self.seed, self.max_env_steps = env, rollout, seed, max_env_steps
         self.env_steps = 0
         self.batches = 0
         self.evaluations = 0
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = sampling_generator(seed)
+        self._policy: Callable[[], MultiAgentPolicy] | None = None
         self._train: Collector | None = None
         self._test: Collector | None = None
-        self.last_train_stats: EpisodeStats | None = None
+
+    def use_policy(self, policy: Callable[[], MultiAgentPolicy]) -> None:
+        """Collect training batches with ``policy()``, called before every batch."""
+        self._policy = policy
 
     # -- environments ------------------------------------------------------------------
     def _vec_env(self, num_envs: int, num_workers: int) -> VecEnv:
@@ -75,27 +78,23 @@ class RolloutDataModule(pl.LightningDataModule):
         self._train = self._test = None
 
     # -- data --------------------------------------------------------------------------
-    def _seeds(self, stream: int, index: int, n: int) -> np.ndarray:
-        return np.random.SeedSequence([self.seed, stream, index]).generate_state(n).astype(np.int64)
-
     def collect(self, policy: MultiAgentPolicy) -> EpisodeBatch:
         """One on-policy batch of B sampled episodes; counts their env steps."""
         collector = self.train_collector
-        batch, stats = collector.collect(policy, self._seeds(_TRAIN, self.batches, collector.env.num_envs),
-                                         greedy=False, generator=self.generator)
+        seeds = episode_seeds(self.seed, Stream.TRAIN, collector.env.num_envs, index=self.batches)
+        batch = collector.collect(policy, seeds, greedy=False, generator=self.generator)
         self.batches += 1
-        self.env_steps += int(stats.lengths.sum())
+        self.env_steps += int(batch.stats.lengths.sum())
         batch.env_steps = self.env_steps
-        self.last_train_stats = stats
         return batch
 
     def evaluate(self, policy: MultiAgentPolicy) -> dict[str, float]:
         """``test_episodes`` greedy episodes on the evaluation envs (not counted as env steps)."""
         collector = self.test_collector
-        _, stats = collector.collect(policy, self._seeds(_TEST, self.evaluations, collector.env.num_envs),
-                                     greedy=True)
+        seeds = episode_seeds(self.seed, Stream.TEST, collector.env.num_envs, index=self.evaluations)
+        batch = collector.collect(policy, seeds, greedy=True)
         self.evaluations += 1
-        return stats.summary("test", self.env_info.reports_wins)
+        return batch.stats.summary("test", self.env_info.reports_wins)
 
     def train_dataloader(self) -> Iterator[EpisodeBatch]:
         return _RolloutStream(self)
@@ -118,5 +117,8 @@ class _RolloutStream:
         self.dm = dm
 
     def __iter__(self) -> Iterator[EpisodeBatch]:
+        if self.dm._policy is None:
+            raise RuntimeError("RolloutDataModule has no policy to collect with: call use_policy(module.rollout_policy) "
+                               "before fitting (lica.experiment.Experiment does)")
         while self.dm.env_steps < self.dm.max_env_steps:
-            yield self.dm.collect(self.dm.trainer.lightning_module.rollout_policy())
+            yield self.dm.collect(self.dm._policy())

@@ -1,30 +1,28 @@
 """The collector of the JAX backend: a whole batch of episodes as one jitted program.
 
-JaxMARL steps 32 environments in well under a millisecond, as fast as one torch policy
-call plus the host<->device round trip a per-step loop needs; driven step by step from
-Python the rollout reached only ~0.45x the env's speed.  So for ``env.backend=jax`` the
-collector runs *everything* of a batch -- reset, then the actor and one env step for
-every env, until every episode has ended or ``episode_limit`` is reached -- inside one
-``jax.jit``-compiled ``lax.while_loop``: one dispatch and one device->host transfer per
-batch, nothing per step.
+For an env whose batched reset and step JAX can trace (``VecEnv.traceable``: the jax
+backend) the collector runs *everything* of a batch -- reset, then the actor and one env
+step for every env, until every episode has ended or ``episode_limit`` is reached --
+inside one ``jax.jit``-compiled ``lax.while_loop``: one dispatch and one device->host
+transfer per batch, nothing per step (why: docs/performance.md).
 
 * The actor inside is :func:`policy_step`, a JAX transcription of
-  :meth:`lica.models.agents.MultiAgentPolicy.forward` (LICA_SPEC §2: obs ⊕ one-hot
+  :meth:`lica.models.agents.MultiAgentPolicy.forward` (docs/algorithm.md §2: obs ⊕ one-hot
   previous action ⊕ one-hot agent id; RNN or MLP, shared or per-agent weights) that
   reads the torch actor's parameters, copied at every collect (so exactly on-policy).
   Unavailable actions are masked as in :func:`lica.models.agents.masked_logits`.
 * Training actions: Gumbel-max on the masked logits, ``argmax(logits + g)`` with
   ``g ~ Gumbel(0, 1)`` (what ``jax.random.categorical`` does; the same distribution as
   sampling the softmax, other draws than the torch collector's).  The noise of the
-  whole batch is drawn in one call before the loop (per-step draws cost more than the
-  actor itself), from a key drawn from the collector's ``torch.Generator``, so a seed
+  whole batch is drawn in one call before the loop, from a key drawn from the
+  collector's ``torch.Generator``, so a seed
   still fixes everything and a resumed run continues the same stream.  Test actions
   are greedy.
 * The recorded buffers and the batch handed out follow :class:`Collector` exactly
   (same rows, masks and padding: checked against the step-wise collector in the tests).
 
-The program is compiled on the first collect of each collector (a few seconds for
-MPE, tens of seconds for SMAX on 2 cores); greedy and sampled actions share it.
+The program is compiled on the first collect of each collector; greedy and sampled
+actions share it.
 """
 
 from __future__ import annotations
