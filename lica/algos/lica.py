@@ -15,7 +15,7 @@ import torch
 from lica.algos.base import ActorCriticModule
 from lica.algos.losses import (actor_critic_input, critic_diagnostics, critic_loss, entropy_loss, masked_mean,
                                policy_entropy, td_lambda_targets)
-from lica.config import LICAConfig
+from lica.config import CriticTarget, LICAConfig
 from lica.envs.base import EnvInfo
 from lica.models.agents import action_distribution
 from lica.models.critics import build_critic
@@ -51,7 +51,7 @@ class LICA(ActorCriticModule):
 
         # Critic (Eq. 2): SARSA-style Q(s, u) on the taken actions vs TD(λ) targets.
         with torch.no_grad():
-            if algo.critic_target == "expected":  # Q̄(s, π) of the current policy
+            if algo.critic_target == CriticTarget.expected:  # Q̄(s, π) of the current policy
                 probs = action_distribution(self.actor.unroll(batch.obs, batch.actions_onehot), batch.avail).probs
                 target_q = self.target_critic(probs.flatten(-2), state)
             else:  # Q̄(s, u) of the taken actions (the reference)

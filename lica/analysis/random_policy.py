@@ -13,7 +13,6 @@ standard error of each mean.  Episode ``i`` is reset with the ``i``-th seed of
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,6 @@ from lica.envs import make_vec_env
 from lica.rollout.collector import Collector
 
 RANDOM_STREAM = 3
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 class UniformPolicy(nn.Module):
@@ -50,7 +48,7 @@ def random_policy_score(overrides: list[str], episodes: int = 1024, seed: int = 
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from lica.config import register_configs
+    from lica.config import CONF_DIR, register_configs
 
     register_configs()
     GlobalHydra.instance().clear()
@@ -61,8 +59,8 @@ def random_policy_score(overrides: list[str], episodes: int = 1024, seed: int = 
     try:
         info = vec.info
         seeds = np.random.SeedSequence([seed, RANDOM_STREAM]).generate_state(episodes).astype(np.int64)
-        _, stats = Collector(vec).collect(UniformPolicy(info.n_agents, info.n_actions), seeds,
-                                               generator=torch.Generator().manual_seed(seed))
+        stats = Collector(vec).collect(UniformPolicy(info.n_agents, info.n_actions), seeds,
+                                       generator=torch.Generator().manual_seed(seed)).stats
     finally:
         vec.close()
     out: dict[str, Any] = {"env": f"{cfg.env.backend}:{cfg.env.scenario}", "n_agents": info.n_agents,
