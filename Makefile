@@ -29,6 +29,10 @@ test: $(STAMP) ## run the test suite (starts and stops the bundled SLURM cluster
 bench: $(STAMP) ## throughput benchmark: env limit vs rollout vs training, env-steps/s (outputs/bench/)
 	$(PY) -m lica.bench $(ARGS)
 
+bench-gpu: $(STAMP) ## learner on GPU vs CPU side by side: spread, jax_spread, smax_5m_vs_6m (minutes; needs a CUDA GPU)
+	$(PY) -m lica.bench --envs spread,jax_spread,smax_5m_vs_6m --workers 2 --reps 2 --accelerators cpu,gpu \
+		--out outputs/bench/bench_gpu.json $(ARGS)
+
 plot: $(STAMP) ## paper-style figures of a multirun: make plot RUNS=outputs/multiruns/<date>/<time>_<name>
 	@test -n "$(RUNS)" || { echo "usage: make plot RUNS=<multirun folder> [ARGS='--metric policy_entropy']"; exit 2; }
 	$(PY) -m lica.plot $(RUNS) $(ARGS)
@@ -52,4 +56,4 @@ sc2: ## install StarCraft II 4.10, the SMAC maps and SMAC (needs the internet; n
 clean: ## remove run outputs (keeps the venv)
 	rm -rf outputs/runs outputs/multiruns
 
-.PHONY: help install train test clean slurm-up slurm-down sc2 bench plot dashboard traffic-junction
+.PHONY: help install train test clean slurm-up slurm-down sc2 bench bench-gpu plot dashboard traffic-junction

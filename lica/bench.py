@@ -77,6 +77,7 @@ class BenchSettings:
     train: bool = True
     overrides: tuple[str, ...] = ()  # extra Hydra overrides for every env
     seed: int = 0
+    accelerators: tuple[str, ...] = ("cpu",)  # learner devices measured side by side (cpu, gpu)
 
 
 @dataclass
@@ -97,6 +98,7 @@ class CaseResult:
     env: str
     backend: str
     workers: int | None  # None: natively batched backend (no worker processes)
+    accelerator: str = "cpu"  # where the learner runs (trainer.accelerator)
     info: dict[str, Any] = field(default_factory=dict)
     limit: list[Measurement] = field(default_factory=list)
     rollout: list[Measurement] = field(default_factory=list)
@@ -106,6 +108,7 @@ class CaseResult:
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"env": self.env, "backend": self.backend, "workers": self.workers,
+                               "accelerator": self.accelerator,
                                **self.info}
         for name in ("limit", "rollout", "training", "fused_limit"):
             ms: list[Measurement] = getattr(self, name)
@@ -285,21 +288,29 @@ def time_updates(module: Any, batch: Any) -> dict[str, float]:
     import torch
 
     optimizers = module.trainer.optimizers
+    replay = list(getattr(module, "replay", []))  # LICA's critic replay (algo.critic_replay)
     saved = (copy.deepcopy(module.state_dict()), [copy.deepcopy(o.state_dict()) for o in optimizers],
              module.critic_steps, module.target_copied_at, torch.get_rng_state(), module.algo.critic_fast_path)
     batch = batch.to(module.device)
+    cuda = module.device.type == "cuda"
     out = {}
     try:
         for path in ("fast", "dense"):
             module.algo.critic_fast_path = path == "fast"
+            if cuda:
+                torch.cuda.synchronize()
             start = time.perf_counter()
             module.update(batch)
+            if cuda:
+                torch.cuda.synchronize()
             out[path] = (time.perf_counter() - start) * 1e3
             state, opt_states, module.critic_steps, module.target_copied_at, rng, _ = saved
             module.load_state_dict(state)
             for opt, opt_state in zip(optimizers, opt_states):
                 opt.load_state_dict(copy.deepcopy(opt_state))
             torch.set_rng_state(rng)
+            if hasattr(module, "replay"):
+                module.replay = list(replay)
     finally:
         module.algo.critic_fast_path = saved[-1]
     return out
@@ -402,10 +413,11 @@ def _quiet_lightning() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def run_case(env: str, workers: int | None, settings: BenchSettings) -> CaseResult:
+def run_case(env: str, workers: int | None, settings: BenchSettings, accelerator: str = "cpu") -> CaseResult:
     from lica.envs import backend_module
 
     overrides = [
+        f"trainer.accelerator={accelerator}",
         "rollout.eval_interval=1000000000",  # only the (excluded) evaluation before training
         "trainer.max_env_steps=1000000000000",  # the bench stops the fit itself
         "trainer.enable_progress_bar=false",
@@ -414,7 +426,7 @@ def run_case(env: str, workers: int | None, settings: BenchSettings) -> CaseResu
     if workers is not None:
         overrides.append(f"rollout.num_workers={workers}")
     cfg = compose(env, tuple(overrides))
-    case = CaseResult(env=env, backend=cfg.env.backend, workers=workers)
+    case = CaseResult(env=env, backend=cfg.env.backend, workers=workers, accelerator=accelerator)
     side = _SideBySide(cfg, workers, settings)
     try:
         info = side.vec.info
@@ -450,13 +462,13 @@ def run_bench(settings: BenchSettings, log: Callable[[str], None] = print) -> di
             log(f"-- {env}: skipped ({why})")
             continue
         pooled = not hasattr(backend_module(cfg.env), "make_vec_env")
-        for w in (settings.workers if pooled else (None,)):
-            log(f"-- {env}, workers={'-' if w is None else w} ...")
+        for w, acc in [(w, acc) for w in (settings.workers if pooled else (None,)) for acc in settings.accelerators]:
+            log(f"-- {env}, workers={'-' if w is None else w}, learner on {acc} ...")
             t0 = time.perf_counter()
             try:
-                res = run_case(env, w, settings).summary()
+                res = run_case(env, w, settings, acc).summary()
             except Exception as err:  # one broken backend must not lose the other numbers
-                failed.append({"env": env, "workers": w, "error": f"{type(err).__name__}: {err}"})
+                failed.append({"env": env, "workers": w, "accelerator": acc, "error": f"{type(err).__name__}: {err}"})
                 log(f"   failed: {type(err).__name__}: {err}")
                 continue
             res["case_wall_s"] = round(time.perf_counter() - t0, 1)
@@ -475,7 +487,7 @@ def run_bench(settings: BenchSettings, log: Callable[[str], None] = print) -> di
     }
 
 
-_HEADER = (f"{'env':<15}{'W':>3}{'limit':>10}{'rollout':>10}{'training':>10}"
+_HEADER = (f"{'env':<15}{'W':>3}{'learner':>8}{'limit':>10}{'rollout':>10}{'training':>10}"
            f"{'roll/lim':>10}{'train/lim':>10}{'fused lim':>11}{'roll/fused':>11}"
            f"{'upd fast ms':>13}{'upd dense ms':>14}{'dense/fast':>12}")
 
@@ -486,7 +498,7 @@ def _fmt(x: float | None, spec: str) -> str:
 
 def _row(r: dict[str, Any]) -> str:
     w = "-" if r["workers"] is None else str(r["workers"])
-    return (f"{r['env']:<15}{w:>3}{_fmt(r['limit']['env_steps_per_s'], '.0f'):>10}"
+    return (f"{r['env']:<15}{w:>3}{r.get('accelerator', 'cpu'):>8}{_fmt(r['limit']['env_steps_per_s'], '.0f'):>10}"
             f"{_fmt(r['rollout']['env_steps_per_s'], '.0f'):>10}{_fmt(r['training']['env_steps_per_s'], '.0f'):>10}"
             f"{_fmt(r['rollout_over_limit'], '.2f'):>10}{_fmt(r['training_over_limit'], '.2f'):>10}"
             f"{_fmt(r['fused_limit']['env_steps_per_s'], '.0f'):>11}{_fmt(r['rollout_over_fused_limit'], '.2f'):>11}"
@@ -508,7 +520,8 @@ def format_table(report: dict[str, Any]) -> str:
     for s in report["skipped"]:
         lines.append(f"{s['env']:<15}  skipped: {s['reason']}")
     for f in report.get("failed", []):
-        lines.append(f"{f['env']:<15}  FAILED (workers={f['workers']}): {f['error']}")
+        lines.append(f"{f['env']:<15}  FAILED (workers={f['workers']}, learner on {f.get('accelerator', 'cpu')}): "
+                     f"{f['error']}")
     return "\n".join(lines)
 
 
@@ -531,6 +544,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchSettings, Path]:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra Hydra override for every env (repeatable), e.g. trainer.torch_threads=2")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--accelerators", type=_csv(str), default=("cpu",),
+                   help="learner devices, side by side (default: cpu; a GPU machine: cpu,gpu)")
     p.add_argument("--out", type=Path, default=Path("outputs/bench/bench.json"))
     a = p.parse_args(argv)
     if a.reps < 1 or a.min_batches < 1 or a.warmup < 0:
@@ -539,7 +554,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchSettings, Path]:
         p.error("--workers must be >= 0")
     settings = BenchSettings(envs=a.envs, workers=a.workers, reps=a.reps, min_seconds=a.min_seconds,
                              min_batches=a.min_batches, warmup_batches=a.warmup, train=not a.no_train,
-                             overrides=tuple(a.overrides), seed=a.seed)
+                             overrides=tuple(a.overrides), seed=a.seed, accelerators=a.accelerators)
     return settings, a.out
 
 
