@@ -79,12 +79,15 @@ def test_task_settings_of_one_algorithm_apply_to_that_algorithm_alone(tmp_path):
     there reach algo=lica on that env, and neither COMA (whose config has no such key) nor
     the pinned reference."""
     (tmp_path / "tuning" / "lica").mkdir(parents=True)
-    (tmp_path / "tuning" / "lica" / "spread.yaml").write_text("# @package _global_\nalgo:\n  critic_updates: 3\n")
-    extra = [f"hydra.searchpath=[file://{tmp_path}]"]
+    (tmp_path / "tuning" / "lica" / "smac_MMM2.yaml").write_text("# @package _global_\nalgo:\n  critic_updates: 3\n")
+    extra = ["env=smac_MMM2", f"hydra.searchpath=[file://{tmp_path}]"]
     assert compose_config(["algo=lica", *extra]).algo.critic_updates == 3
-    assert compose_config(["algo=lica", "env=spread5", *extra]).algo.critic_updates == 1
+    assert compose_config(["algo=lica", *extra, "env=smac_5m_vs_6m"]).algo.critic_updates == 1
     assert compose_config(["algo=lica_reference", *extra]).algo.critic_updates == 1
     assert "critic_updates" not in compose_config(["algo=coma", *extra]).algo
+    # the packaged tuning of env=spread reaches algo=lica only
+    assert compose_config(["algo=lica"]).algo.critic_updates == 16
+    assert compose_config(["algo=lica_reference"]).algo.critic_updates == 1
 
 
 def test_env_files_hold_the_environment_only_and_each_env_has_its_task():

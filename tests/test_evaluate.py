@@ -55,11 +55,11 @@ def test_evaluate_writes_metrics_and_an_animation(run_dir, capsys):
 
 @pytest.mark.slow
 def test_evaluate_cli_takes_a_checkpoint_file(run_dir):
-    ckpt = run_dir / "checkpoints" / "best.ckpt"
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
     out = subprocess.run([sys.executable, "-m", "lica.evaluate", str(ckpt), "episodes=2", "name=cli"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert f"lica.evaluate: {ckpt} (800 env steps), 2 greedy episodes of mpe:spread, seed 0" in out.stdout
+    assert f"lica.evaluate: {ckpt} (1,600 env steps), 2 greedy episodes of mpe:spread, seed 0" in out.stdout
     assert "test_return_mean:" in out.stdout
     assert (run_dir / "eval" / "cli.json").exists() and (run_dir / "eval" / "cli.gif").exists()
 

@@ -229,7 +229,9 @@ def _mpe_checks(c: DictConfig, task: str) -> None:
     assert (c.env.backend, c.env.scenario, c.env.n_agents) == ("mpe", scenario, n_agents)
     assert (c.algo.agent.type, c.algo.agent.shared, c.algo.agent.hidden_dim) == ("mlp", False, hidden)
     assert (c.algo.gamma, c.algo.td_lambda, c.rollout.batch_episodes) == (gamma, 0.0, batch)
-    assert (c.algo.actor_lr, c.algo.critic_lr, c.algo.target_update_interval) == (3e-4, 3e-4, 200)
+    # LICA's MPE critic settings (lica/conf/tuning/lica/mpe_common.yaml) on the paper's setup
+    assert (c.algo.actor_lr, c.algo.critic_lr, c.algo.target_update_interval) == (1e-3, 3e-4, 50)
+    assert (c.algo.critic_replay, c.algo.critic_updates, c.algo.critic_target) == (8, 16, "expected")
     assert c.algo.entropy_coef == xi
     assert c.env.episode_limit == 200 and c.trainer.max_env_steps == 5000 * 200
     assert (c.algo.critic, c.algo.entropy, c.algo.actor_input) == ("mix", "adaptive", "probs")
@@ -243,7 +245,7 @@ def test_mpe_paper_setups(task):
 def test_mpe_paper_setup_on_the_jaxmarl_twin():
     c = compose_job(["experiment=mpe_paper/spread5", "env=jax_spread5"])
     assert (c.env.backend, c.env.scenario, c.env.n_agents, c.env.episode_limit) == ("jax", "spread", 5, 200)
-    assert (c.algo.entropy_coef, c.algo.actor_lr, c.algo.gamma, c.algo.agent.hidden_dim) == (0.2, 3e-4, 0.9, 32)
+    assert (c.algo.entropy_coef, c.algo.actor_lr, c.algo.gamma, c.algo.agent.hidden_dim) == (0.2, 1e-3, 0.9, 32)
 
 
 def test_fig3_mpe_grid():

@@ -87,3 +87,14 @@ def test_a_target_schedule_that_may_never_copy_is_named():
     assert target_schedule_problem(algo, 2, 1_000_000, 32, 200) is None  # 314 critic steps
     algo.target_tau = 0.01
     assert target_schedule_problem(algo, 1, 1_000_000, 32, 200) is None  # soft updates every step
+
+
+def test_a_collapsed_policy_is_flagged_once(caplog):
+    module = build()
+    with caplog.at_level("WARNING", logger="lica"):
+        module._flag_collapse({"policy_entropy": 1.2, "actor_grad_norm": 0.1})
+        assert not caplog.records  # exploring
+        module._flag_collapse({"policy_entropy": 0.001, "actor_grad_norm": 1e-9})
+        module._flag_collapse({"policy_entropy": 0.0005, "actor_grad_norm": 1e-9})
+    (record,) = caplog.records
+    assert "collapsed" in record.getMessage() and "algo.entropy_coef" in record.getMessage()

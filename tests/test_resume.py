@@ -289,10 +289,10 @@ def test_changed_config_is_refused_before_anything_is_written_cli(tmp_path):
     kept = [tmp_path / ".hydra" / "config.yaml", tmp_path / ".hydra" / "overrides.yaml", tmp_path / "csv" / "hparams.yaml",
             tmp_path / "csv" / "metrics.csv", tmp_path / "checkpoints" / "last.ckpt", tmp_path / "summary.json"]
     before = [p.read_bytes() for p in kept]
-    out = subprocess.run(run + ["resume=true", "algo.actor_lr=0.001", "seed=1"], cwd=ROOT, capture_output=True,
+    out = subprocess.run(run + ["resume=true", "algo.actor_lr=0.002", "seed=1"], cwd=ROOT, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode != 0
-    assert "algo.actor_lr: checkpoint 0.0003, now 0.001" in out.stderr and "seed: checkpoint 0, now 1" in out.stderr
+    assert "algo.actor_lr: checkpoint 0.001, now 0.002" in out.stderr and "seed: checkpoint 0, now 1" in out.stderr
     assert [p.read_bytes() for p in kept] == before
     out = subprocess.run(run + ["resume=true", "trainer.max_env_steps=800", "rollout.eval_interval=400"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)

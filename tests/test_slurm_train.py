@@ -20,7 +20,9 @@ from tests.conftest import TINY
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
-SWEEP = [*TINY, "rollout.num_workers=0", "launcher=slurm_test"]
+# The scheduler's side is under test here, not learning: the reference configuration (one critic
+# step per batch) keeps each job's training short.
+SWEEP = [*TINY, "rollout.num_workers=0", "launcher=slurm_test", "algo=lica_reference"]
 
 
 def multirun(cluster, sweep_dir: Path, *overrides: str, timeout: float = 300, wait: bool = True):

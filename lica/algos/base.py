@@ -8,6 +8,8 @@ tested and what each iteration logs is :class:`lica.callbacks.Evaluation`'s part
 from __future__ import annotations
 
 import copy
+import logging
+import math
 from typing import Any, Iterator
 
 import pytorch_lightning as pl
@@ -19,6 +21,9 @@ from lica.envs.base import EnvInfo
 from lica.models.agents import MultiAgentPolicy
 from lica.rollout.batch import EpisodeBatch
 from lica.seeding import rng_state, set_rng_state
+
+log = logging.getLogger("lica")
+COLLAPSED_ENTROPY = 0.01  # fraction of the maximum entropy below which a policy counts as collapsed
 
 
 class ActorCriticModule(pl.LightningModule):
@@ -36,6 +41,7 @@ class ActorCriticModule(pl.LightningModule):
         self.env_steps_seen = 0  # training env steps of the batches received so far
         self.target_copied_at = (0, 0)  # (critic steps, env steps) when the target last took the weights
         self._cpu_actor: MultiAgentPolicy | None = None
+        self._collapse_flagged = False
 
     def make_target(self) -> None:
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
@@ -62,7 +68,22 @@ class ActorCriticModule(pl.LightningModule):
         batch, _, _ = next(dataloader_iter)
         batch = batch.to(self.device)
         self.env_steps_seen = batch.env_steps
-        return {**self.update(batch), **batch.stats.summary("train", self.env_info.reports_wins)}
+        metrics = self.update(batch)
+        self._flag_collapse(metrics)
+        return {**metrics, **batch.stats.summary("train", self.env_info.reports_wins)}
+
+    def _flag_collapse(self, metrics: dict[str, float]) -> None:
+        """Warn once when the policy has (nearly) stopped exploring: mean entropy below
+        :data:`COLLAPSED_ENTROPY` of its maximum ln|A|."""
+        entropy = metrics.get("policy_entropy")
+        top = math.log(self.env_info.n_actions)
+        if self._collapse_flagged or entropy is None or entropy >= COLLAPSED_ENTROPY * top:
+            return
+        self._collapse_flagged = True
+        log.warning("the policy has collapsed at env step %d: entropy %.4f nats of at most %.2f, actor gradient "
+                    "norm %.2e. It no longer explores; raise algo.entropy_coef (ξ, or algo.beta for the vanilla "
+                    "term) and check the critic's health (critic_bias, critic_return_corr).",
+                    self.env_steps_seen, entropy, top, metrics.get("actor_grad_norm", float("nan")))
 
     def update(self, batch: EpisodeBatch) -> dict[str, float]:
         raise NotImplementedError
