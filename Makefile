@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create/update the virtual environment (.venv) and install lica
 	@echo "lica installed in $(VENV)"
 
-train: $(STAMP) ## train LICA on Cooperative Navigation (n=3) with the default config
-	$(PY) -m lica.train $(ARGS)
+TRAIN_STEPS ?= 150000
+train: $(STAMP) ## train LICA on Cooperative Navigation (n=3), default config, TRAIN_STEPS env steps (~3 min)
+	$(PY) -m lica.train trainer.max_env_steps=$(TRAIN_STEPS) $(ARGS)
 
 test: $(STAMP) ## run the test suite (starts and stops the bundled SLURM cluster itself)
 	$(PY) -m pytest $(ARGS)
