@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create/update the virtual environment (.venv) and install lica
 	@echo "lica installed in $(VENV)"
 
-TRAIN_STEPS ?= 150000
+TRAIN_STEPS ?= 100000
 train: $(STAMP) ## train LICA on Cooperative Navigation (n=3), default config, TRAIN_STEPS env steps (~3 min)
 	$(PY) -m lica.train trainer.max_env_steps=$(TRAIN_STEPS) $(ARGS)
 
