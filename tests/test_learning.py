@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from lica.analysis.random_policy import random_policy_score
+from lica.analysis.random_policy import main, random_policy_score
 from lica.models.critics import MixingCritic
 from lica.train import train
 from tests.conftest import compose_config
@@ -53,3 +53,12 @@ def test_inverted_actor_loss_does_not_learn(tmp_path, monkeypatch, random_return
 @pytest.mark.slow
 def test_frozen_target_critic_does_not_learn(tmp_path, random_return):
     assert final_return(tmp_path, ["algo.target_update_interval=1000000000"]) < random_return + MARGIN / 2
+
+
+def test_random_policy_cli_prints_the_score_and_its_usage(capsys):
+    assert main(["env=spread", "env.episode_limit=5", "episodes=8", "seed=1"]) == 0
+    out = capsys.readouterr().out
+    score = random_policy_score(["env=spread", "env.episode_limit=5"], episodes=8, seed=1)
+    assert f"return: {score['return_mean']:.3f} ± {score['return_sem']:.3f}" in out
+    assert "ep_length: 5.000" in out and "8 episodes, seed 1" in out
+    assert main(["--help"]) == 0 and "python -m lica.analysis.random_policy env=spread" in capsys.readouterr().out

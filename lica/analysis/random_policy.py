@@ -76,6 +76,9 @@ def random_policy_score(overrides: list[str], episodes: int = 1024, seed: int = 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help"} & set(args):
+        print(__doc__)
+        return 0
     episodes, seed, overrides = 1024, 0, []
     for a in args:
         key, _, value = a.partition("=")
