@@ -248,6 +248,15 @@ def test_mpe_paper_setup_on_the_jaxmarl_twin():
     assert (c.algo.entropy_coef, c.algo.actor_lr, c.algo.gamma, c.algo.agent.hidden_dim) == (0.2, 1e-3, 0.9, 32)
 
 
+@pytest.mark.parametrize("mpe2,jax", [("spread", "jax_spread"), ("spread5", "jax_spread5")])
+def test_jaxmarl_twin_trains_lica_with_its_mpe2_settings(mpe2, jax):
+    """A JAX twin's tuning includes its mpe2 env's (lica/conf/tuning/lica/jax_*.yaml): same
+    task, same algorithm settings (spread5's narrower hypernetwork included)."""
+    a, b = compose_job([f"env={mpe2}"]).algo, compose_job([f"env={jax}"]).algo
+    assert OmegaConf.to_container(a) == OmegaConf.to_container(b)
+    assert b.critic_updates == 16 and b.hypernet_embed == (64 if mpe2 == "spread5" else None)
+
+
 def test_fig3_mpe_grid():
     _, jobs = expand(["experiment=fig3_mpe", "seed=4"])
     tasks = []
