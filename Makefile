@@ -24,8 +24,9 @@ TRAIN_STEPS ?= 100000
 train: $(STAMP) ## train LICA on Cooperative Navigation (n=3), default config, TRAIN_STEPS env steps (~3 min)
 	$(PY) -m lica.train trainer.max_env_steps=$(TRAIN_STEPS) $(ARGS)
 
-test: $(STAMP) ## run the test suite (starts and stops the bundled SLURM cluster itself)
-	$(PY) -m pytest $(ARGS)
+TEST_WORKERS ?= auto
+test: $(STAMP) ## run the test suite on TEST_WORKERS processes (starts and stops the bundled SLURM cluster itself)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 bench: $(STAMP) ## throughput benchmark: env limit vs rollout vs training, env-steps/s (outputs/bench/)
 	$(PY) -m lica.bench $(ARGS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from omegaconf import DictConfig
 
 from lica.config import CONF_DIR as _CONF_DIR
@@ -21,3 +22,11 @@ TINY = [
 def compose_config(overrides: list[str] | None = None) -> DictConfig:
     """Compose ``lica/conf/train.yaml`` exactly as ``python -m lica.train`` does."""
     return compose(overrides or [])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The SLURM tests share one cluster (a session fixture, started once per process), so under
+    pytest-xdist (``make test``: ``-n auto --dist loadgroup``) they all run in one worker."""
+    for item in items:
+        if item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
