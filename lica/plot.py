@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,6 +33,7 @@ from lica.runs import RunRecord, RunsError, by_variant, check_metric, finished, 
 
 ENTROPY_METRIC = "policy_entropy"
 MIN_SEEDS_FOR_BAND = 3
+TEXT_CHARS_PER_PANEL = 60  # the title and the note wrap to fit a 5.4-inch panel per env
 FORMATS = ("png", "pdf")
 # y-axis titles: what is measured and in which unit
 METRIC_LABELS = {
@@ -130,6 +132,8 @@ def plot_curves(curves: Sequence[Curve], metric: str, colors: dict[str, str] | N
 
     envs = sorted({c.env for c in curves})
     colors = colors or _colors(curves)
+    width = TEXT_CHARS_PER_PANEL * len(envs)
+    note = "\n".join(textwrap.fill(line, width, break_on_hyphens=False) for line in note.splitlines())
     fig = Figure(figsize=(5.4 * len(envs), 4.2 + 0.18 * note.count("\n")), layout="constrained")
     axes = fig.subplots(1, len(envs), squeeze=False)[0]
     for ax, env in zip(axes, envs):
@@ -149,8 +153,9 @@ def plot_curves(curves: Sequence[Curve], metric: str, colors: dict[str, str] | N
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", frameon=False)
-    fig.suptitle(f"{metric_label(metric)} vs environment steps: median over seeds (markers: evaluations), "
-                 f"band: 25th-75th percentile where >= {MIN_SEEDS_FOR_BAND} seeds", fontsize="medium")
+    title = (f"{metric_label(metric)} vs environment steps: median over seeds (markers: evaluations), "
+             f"band: 25th-75th percentile where >= {MIN_SEEDS_FOR_BAND} seeds")
+    fig.suptitle(textwrap.fill(title, width), fontsize="medium")
     if note:
         fig.supxlabel(note, fontsize="small", ha="left", x=0.01, color="0.3")
     return fig

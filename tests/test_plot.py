@@ -171,6 +171,22 @@ def test_seeds_are_aligned_on_a_common_env_step_grid(tmp_path):
     assert len(fig.axes[0].collections) == 1
 
 
+def test_title_and_note_fit_in_a_one_panel_figure(tmp_path):
+    """Every text of a one-env figure lies inside the saved image (the title used to run off it)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    rows = [{"env_steps": s, "test_return_mean": s / 100} for s in (0, 100, 200)]
+    make_run(tmp_path / "0", 1, "mix", rows)
+    make_run(tmp_path / "1", 2, "mix", rows, finished=False)  # a note under the panel
+    fig = plot_multirun(tmp_path, out=tmp_path / "plots", entropy=False).figures["test_return_mean"]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    page = fig.bbox
+    for text in (fig._suptitle, fig._supxlabel):
+        box = text.get_window_extent(renderer)
+        assert page.x0 <= box.x0 and box.x1 <= page.x1, (text.get_text(), box, page)
+
+
 def test_failed_and_unfinished_runs_are_excluded_and_named(tmp_path, capsys):
     rows = [{"env_steps": s, "test_return_mean": s / 100, "policy_entropy": 1.0} for s in (0, 100, 200)]
     for i in range(3):
