@@ -24,9 +24,11 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
     return compose(overrides or [])
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The SLURM tests share one cluster (a session fixture, started once per process), so under
     pytest-xdist (``make test``: ``-n auto --dist loadgroup``) they all run in one worker."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
     for item in items:
         if item.get_closest_marker("slurm"):
             item.add_marker(pytest.mark.xdist_group("slurm"))

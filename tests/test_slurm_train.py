@@ -99,8 +99,9 @@ def test_failing_task_is_failed_in_sacct_and_reported_and_fails_the_sweep(slurm_
 
 def test_sweep_waits_for_the_other_tasks_when_one_is_cancelled(slurm_cluster, tmp_path):
     """scancel of one running task: the sweep still waits for the other to finish, then
-    reports the cancelled one as failed and exits non-zero."""
-    proc = multirun(slurm_cluster, tmp_path, "seed=0,1", "trainer.max_env_steps=12000",
+    reports the cancelled one as failed and exits non-zero.  The cancelled task's budget is one
+    it cannot finish first (under load it used to end before the scancel reached it)."""
+    proc = multirun(slurm_cluster, tmp_path, "trainer.max_env_steps=2000000,12000",
                     "trainer.checkpoint_every_iters=1000", wait=False)
     deadline = time.time() + 180  # both tasks started (Hydra wrote their configs): cancel the first
     while time.time() < deadline and not all((tmp_path / j / ".hydra" / "config.yaml").exists() for j in "01"):
