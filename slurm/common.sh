@@ -19,8 +19,36 @@ DB_PORT="${LICA_SLURM_DB_PORT:-13306}"
 UP_TIMEOUT="${LICA_SLURM_UP_TIMEOUT:-60}"
 
 CONF="$STATE/etc/slurm.conf"
-MUNGE_DIR="$STATE/munge"
+# munged runs as the munge user, so its directory (key, socket, log) must be reachable by
+# that user, and its socket by every client: <state>/munge when every parent of the state
+# dir lets others through (o+x); otherwise (a checkout under a 0700 folder, e.g. one made by
+# `mktemp -d`) a directory under /run named after the state dir.
+others_can_enter() {  # others_can_enter DIR: DIR and every parent of it are o+x
+    local d="$1" mode
+    while [ -n "$d" ] && [ "$d" != / ]; do
+        mode="$(stat -c %a "$d" 2>/dev/null)" || return 1
+        (( (8#$mode & 1) != 0 )) || return 1
+        d="$(dirname "$d")"
+    done
+}
+if [ -n "${LICA_SLURM_MUNGE_DIR:-}" ]; then
+    MUNGE_DIR="$LICA_SLURM_MUNGE_DIR"
+elif others_can_enter "$(dirname "$STATE")"; then
+    MUNGE_DIR="$STATE/munge"
+else
+    MUNGE_DIR="/run/lica-munge/$(printf '%s' "$STATE" | cksum | cut -d' ' -f1)"
+fi
 MUNGE_SOCKET="$MUNGE_DIR/munge.socket.2"
+
+# make_munge_dir: create $MUNGE_DIR for the munge user (as root), or die naming the fix.
+make_munge_dir() {
+    (umask 022; mkdir -p "$MUNGE_DIR")
+    chown munge:munge "$MUNGE_DIR"
+    chmod 755 "$MUNGE_DIR"
+    runuser -u munge -- test -w "$MUNGE_DIR" \
+        || die "the munge user cannot write to $MUNGE_DIR (a parent folder closed to other users?); chmod o+x its parents or set LICA_SLURM_MUNGE_DIR to a folder it can reach"
+}
+
 DB_SOCKET="$STATE/run/mysqld.sock"
 PIDS="$STATE/pids"
 LOGS="$STATE/log"

@@ -47,7 +47,7 @@ for sock in "$MUNGE_SOCKET" "$DB_SOCKET"; do
 done
 
 t0=$(date +%s.%N)
-mkdir -p "$STATE"/{etc,run,spool/slurmctld,spool/slurmd,mysql} "$PIDS" "$LOGS" "$MUNGE_DIR"
+mkdir -p "$STATE"/{etc,run,spool/slurmctld,spool/slurmd,mysql} "$PIDS" "$LOGS"
 chmod 755 "$STATE" "$STATE/etc" "$STATE/run"
 
 # Fail early with a clear message when a port is taken by someone else.
@@ -129,8 +129,7 @@ fi
 # munged runs as the munge user and insists that its key, log, PID and seed
 # files belong to that user; its socket directory must be reachable (o+x) by
 # every client (slurm daemons, sbatch, job users).
-chown munge:munge "$MUNGE_DIR"
-chmod 755 "$MUNGE_DIR"
+make_munge_dir
 if [ ! -s "$MUNGE_DIR/munge.key" ]; then
     mungekey --create --keyfile="$MUNGE_DIR/munge.key" >/dev/null
 fi

@@ -7,6 +7,9 @@ or skips). Run: ``python -m pytest tests/test_slurm_cluster.py``.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import sys
 import textwrap
 import time
@@ -108,6 +111,26 @@ def _sacct_state(cluster, job_id: str, timeout: float = 30) -> str:
             return state
         time.sleep(0.5)
     return state
+
+
+@pytest.mark.timeout(60)
+def test_munge_dir_is_reachable_for_a_checkout_in_a_closed_folder(slurm_cluster, tmp_path):
+    """A checkout under a 0700 folder (``mktemp -d``): munged, running as the munge user, must
+    still be able to write its log and socket, so up.sh puts them where that user can reach."""
+    closed = tmp_path / "closed"
+    (closed / "repo").mkdir(parents=True)
+    closed.chmod(0o700)
+    script = 'source slurm/common.sh && make_munge_dir && runuser -u munge -- touch "$MUNGE_DIR/munged.log" && echo "$MUNGE_DIR"'
+    env = {**os.environ, "LICA_SLURM_DIR": str(closed / "repo" / ".slurm")}
+    proc = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
+    munge_dir = Path(proc.stdout.strip()) if proc.stdout.strip() else None
+    try:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert not munge_dir.is_relative_to(closed) and (munge_dir / "munged.log").exists()
+        assert len(str(munge_dir / "munge.socket.2")) < 100  # a unix socket path
+    finally:
+        if munge_dir is not None and munge_dir.is_relative_to("/run/lica-munge"):
+            shutil.rmtree(munge_dir, ignore_errors=True)
 
 
 @pytest.mark.timeout(120)
