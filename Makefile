@@ -26,7 +26,7 @@ train: $(STAMP) ## train LICA on Cooperative Navigation (n=3), default config, T
 
 TEST_WORKERS ?= auto
 test: $(STAMP) ## run the test suite on TEST_WORKERS processes (starts and stops the bundled SLURM cluster itself)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(ARGS)
 
 bench: $(STAMP) ## throughput benchmark: env limit vs rollout vs training, env-steps/s (outputs/bench/)
 	$(PY) -m lica.bench $(ARGS)
