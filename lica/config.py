@@ -189,6 +189,8 @@ class LICAConfig(ActorCriticConfig):
     mixing_embed_dim: int = 64  # H
     hypernet_layers: int = 2  # hyper_w1 depth (1 or 2)
     hypernet_embed: Optional[int] = None  # E; None = H·n·|A| as in the reference code
+    value_layers: int = 1  # hidden layers of C_Mix's state-value term b2(s) (reference: 1)
+    value_width: Optional[int] = None  # their width; None = H as in the reference code
     actor_input: ActorInput = ActorInput.probs
     gumbel_tau: float = 1.0
 
@@ -199,6 +201,9 @@ class LICAConfig(ActorCriticConfig):
             (self.critic_minibatch_episodes >= 0, "algo.critic_minibatch_episodes must be >= 0 (0 = all)"),
             (self.critic_replay >= 0, "algo.critic_replay must be >= 0 (earlier batches for the critic)"),
             (self.hypernet_layers in (1, 2), f"algo.hypernet_layers must be 1 or 2, got {self.hypernet_layers}"),
+            (self.value_layers >= 1, f"algo.value_layers must be >= 1, got {self.value_layers}"),
+            (self.value_width is None or self.value_width >= 1,
+             f"algo.value_width must be >= 1 or null (= H), got {self.value_width}"),
             (self.gumbel_tau > 0, "algo.gumbel_tau must be > 0"),
         ]
         return super().problems() + [msg for ok, msg in checks if not ok]

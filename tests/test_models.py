@@ -46,6 +46,22 @@ def test_reference_hypernetwork_size_is_the_default():
     assert isinstance(one.hyper_w1, torch.nn.Linear)
 
 
+def test_state_value_term_is_the_reference_mlp_by_default_and_deepens_on_request():
+    """b2(s) is Linear(S, H) → ReLU → Linear(H, 1) by default (the reference code);
+    ``value_layers``/``value_width`` give that many hidden ReLU layers of that width, and
+    Q stays Eq. 1 with the deeper b2 (recomputed layer by layer)."""
+    ref = MixingCritic(state_dim=10, n_agents=3, n_actions=5, embed_dim=8)
+    assert [tuple(m.weight.shape) for m in ref.hyper_b2 if isinstance(m, torch.nn.Linear)] == [(8, 10), (1, 8)]
+    torch.manual_seed(3)
+    c = build_critic("mix", 10, 3, 5, 8, value_layers=2, value_width=16)
+    lin = [m for m in c.hyper_b2 if isinstance(m, torch.nn.Linear)]
+    assert [tuple(m.weight.shape) for m in lin] == [(16, 10), (16, 16), (1, 16)]
+    s, u = torch.randn(4, 10), torch.rand(4, 15)
+    b2 = lin[2](torch.relu(lin[1](torch.relu(lin[0](s)))))
+    h = torch.relu(torch.einsum("bi,bih->bh", u, c.hyper_w1(s).view(4, 15, 8)) + c.hyper_b1(s))
+    torch.testing.assert_close(c(u, s), (h * c.hyper_w2(s)).sum(-1) + b2.squeeze(-1))
+
+
 def test_build_critic_selects_the_critic():
     assert isinstance(build_critic("mlp", 6, 3, 5), MLPCritic)
     assert isinstance(build_critic("mix", 6, 3, 5), MixingCritic)

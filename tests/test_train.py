@@ -130,6 +130,7 @@ def test_unknown_group_option_fails_at_compose():
     ("rollout.worker_timeout_s=0", "rollout.worker_timeout_s must be > 0 seconds"),
     ("rollout.test_num_workers=-1", "rollout.test_num_workers must be >= 0"),
     ("rollout.start_method=bogus", "rollout.start_method must be one of .*spawn.*got 'bogus'"),
+    ("algo.value_layers=0", "algo.value_layers must be >= 1"), ("algo.value_width=0", "algo.value_width must be >= 1"),
 ])
 def test_impossible_settings_are_rejected(override, match):
     from omegaconf import OmegaConf

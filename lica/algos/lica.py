@@ -26,7 +26,8 @@ class LICA(ActorCriticModule):
     def __init__(self, algo: LICAConfig, env_info: EnvInfo) -> None:
         super().__init__(algo, env_info)
         self.critic = build_critic(algo.critic, env_info.state_dim, env_info.n_agents, env_info.n_actions,
-                                   algo.mixing_embed_dim, algo.hypernet_layers, algo.hypernet_embed)
+                                   algo.mixing_embed_dim, algo.hypernet_layers, algo.hypernet_embed,
+                                   algo.value_layers, algo.value_width)
         self.make_target()
         self.replay: list[EpisodeBatch] = []  # the critic's earlier batches, newest first
         self.critic_steps_per_batch = algo.critic_updates

@@ -52,11 +52,14 @@ class MixingCritic(Critic):
     the hypernetworks, so state and action associate multiplicatively; there is no
     ``abs()`` (no monotonicity constraint, unlike QMIX).  ``W1(s)`` comes from
     ``hyper_w1``: one Linear(S, n·|A|·H) layer, or Linear(S, E) → ReLU → Linear(E, n·|A|·H)
-    with E = n·|A|·H by default (the reference code's size).
+    with E = n·|A|·H by default (the reference code's size).  ``b2(s)``, the state-value
+    term, is an MLP with ``value_layers`` hidden ReLU layers of width ``value_width``
+    (default H; the reference code's is one layer of width H).
     """
 
     def __init__(self, state_dim: int, n_agents: int, n_actions: int, embed_dim: int = 64,
-                 hypernet_layers: int = 2, hypernet_embed: int | None = None) -> None:
+                 hypernet_layers: int = 2, hypernet_embed: int | None = None,
+                 value_layers: int = 1, value_width: int | None = None) -> None:
         super().__init__()
         self.n_agents, self.n_actions = n_agents, n_actions
         self.action_dim = n_agents * n_actions
@@ -71,7 +74,7 @@ class MixingCritic(Critic):
             raise ValueError(f"algo.hypernet_layers must be 1 or 2, got {hypernet_layers}.")
         self.hyper_b1 = nn.Linear(state_dim, embed_dim)
         self.hyper_w2 = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, embed_dim))
-        self.hyper_b2 = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
+        self.hyper_b2 = _mlp(state_dim, [value_width or embed_dim] * value_layers, 1)
 
     def forward(self, joint_action: Tensor, state: Tensor) -> Tensor:
         """``joint_action (..., n·|A|)``, ``state (..., S)`` → ``Q (...)``."""
@@ -112,6 +115,15 @@ class MixingCritic(Critic):
         groups = torch.where(valid[:, None], acts, self.n_actions)  # padding: group |A|, skipped
         w1u = _TakenRows.apply(z, out.weight, out.bias, groups, self.n_actions, self.hidden)
         return _mix(w1u, self.hyper_b1(s), self.hyper_w2(s), self.hyper_b2(s)).view(lead)
+
+
+def _mlp(in_dim: int, hidden: list[int], out_dim: int) -> nn.Sequential:
+    """Linear → ReLU for each width in ``hidden``, then a Linear to ``out_dim``."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_dim, width), nn.ReLU()]
+        in_dim = width
+    return nn.Sequential(*layers, nn.Linear(in_dim, out_dim))
 
 
 def _mix(w1u: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
@@ -203,8 +215,10 @@ class MLPCritic(Critic):
 
 
 def build_critic(kind: Critic | str, state_dim: int, n_agents: int, n_actions: int, embed_dim: int = 64,
-                 hypernet_layers: int = 2, hypernet_embed: int | None = None) -> Critic:
+                 hypernet_layers: int = 2, hypernet_embed: int | None = None, value_layers: int = 1,
+                 value_width: int | None = None) -> Critic:
     """C_Mix (``mix``, Eq. 1) or C_MLP (``mlp``, Fig. A2) with hidden width ``embed_dim``."""
     if CriticKind(kind) is CriticKind.mlp:
         return MLPCritic(state_dim, n_agents, n_actions, embed_dim)
-    return MixingCritic(state_dim, n_agents, n_actions, embed_dim, hypernet_layers, hypernet_embed)
+    return MixingCritic(state_dim, n_agents, n_actions, embed_dim, hypernet_layers, hypernet_embed,
+                        value_layers, value_width)
