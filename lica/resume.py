@@ -31,10 +31,8 @@ from typing import Any, Optional
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from omegaconf import OmegaConf
-
-from lica.config import TrainConfig, algo_config, train_config
-from lica.variants import EXECUTION_ONLY, flatten
+from lica.config import TrainConfig, train_config
+from lica.variants import EXECUTION_ONLY, flatten, schema_defaults
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +173,7 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     counts as equal when it holds the schema's default; one the current schema no longer
     has is ignored (it cannot be set any more)."""
     old, new = flatten(saved), flatten(current)
-    schema = TrainConfig(algo=algo_config({"name": current["algo"]["name"]}))
-    defaults = flatten(OmegaConf.to_container(OmegaConf.structured(schema), enum_to_str=True))
+    defaults = schema_defaults(current["algo"]["name"])
     out = []
     for key in sorted(new):
         if _may_change(key):

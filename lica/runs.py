@@ -11,7 +11,8 @@ folder), with its composed config, its ``csv/metrics.csv`` rows, its variant
 
 When the folder holds the sweep's ``jobs.json``, variants and statuses are the recorded
 ones (so the figures, the table and the W&B groups agree), and a job that failed before
-writing anything still appears.  Only finished runs enter statistics and figures; the
+writing anything still appears; run folders under it that are not jobs of the sweep (seeds
+added later by single runs) are loaded too, in the recorded variant with the same settings.  Only finished runs enter statistics and figures; the
 others are listed as excluded.
 """
 
@@ -27,7 +28,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from lica.sweep import read_jobs
-from lica.variants import Variant, assign, run_config
+from lica.variants import Variant, assign, run_config, variant_id
 
 
 class RunsError(ValueError):
@@ -96,16 +97,16 @@ def find_run_dirs(folder: str | Path) -> list[Path]:
 def load_runs(folder: str | Path) -> list[RunRecord]:
     """Every run under ``folder`` (see the module docstring)."""
     folder = Path(folder)
-    records = read_jobs(folder) if folder.is_dir() else None
-    if records:
-        dirs = [Path(r.working_dir) for r in records]
-    else:
-        dirs = find_run_dirs(folder)
-    if not dirs:
+    records = (read_jobs(folder) if folder.is_dir() else None) or []
+    dirs = [Path(r.working_dir) for r in records]
+    recorded = {d.resolve() for d in dirs}
+    extra = [d for d in find_run_dirs(folder) if d.resolve() not in recorded]
+    if not dirs + extra:
         raise RunsError(f"no runs found under {folder}: expected one folder per job holding .hydra/config.yaml "
                         "and csv/metrics.csv (a multirun folder such as outputs/multiruns/<date>/<time>_<name>)")
-    configs = [_config(d, required=not records) for d in dirs]
-    variants = [r.as_variant for r in records] if records else assign(configs)
+    configs = [_config(d, required=False) for d in dirs] + [_config(d, required=True) for d in extra]
+    variants = [r.as_variant for r in records] + _extra_variants(records, configs)
+    dirs += extra
     runs = []
     for i, (run_dir, config, variant) in enumerate(zip(dirs, configs, variants)):
         summary_file = run_dir / "summary.json"
@@ -113,10 +114,21 @@ def load_runs(folder: str | Path) -> list[RunRecord]:
         status = "finished" if summary and not summary.get("interrupted_by") else "unfinished"
         run = RunRecord(path=run_dir, config=config, variant=variant, status=status, rows=_rows(run_dir),
                         summary=summary)
-        if records and records[i].status == "FAILED":
+        if i < len(records) and records[i].status == "FAILED":
             run.status, run.error, run.log = "failed", records[i].error, records[i].log
         runs.append(run)
     return runs
+
+
+def _extra_variants(records: Sequence[Any], configs: Sequence[Optional[dict[str, Any]]]) -> list[Variant]:
+    """Variants of the run folders after the sweep's jobs (``configs[len(records):]``; seeds
+    added to the folder by single runs, say): the variant of a recorded job with the same
+    settings (compared as lica compares them now), otherwise their own (labelled by what
+    differs among them)."""
+    extra = configs[len(records):]
+    known = {variant_id(c): r.as_variant for r, c in zip(records, configs) if c is not None}
+    own = assign(extra) if extra else []
+    return [known.get(variant_id(c), v) for c, v in zip(extra, own)]
 
 
 def _config(run_dir: Path, required: bool) -> Optional[dict[str, Any]]:

@@ -45,7 +45,7 @@ from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig
 
-from lica.config import ActorCriticConfig, algo_config, plain_config
+from lica.config import ActorCriticConfig, TrainConfig, algo_config, plain_config
 
 # Settings that change how a run executes, not what it learns (prefixes of dotted keys).
 EXECUTION_ONLY = (
@@ -94,9 +94,25 @@ def execution_only(key: str) -> bool:
     return any(key == p or key.startswith(p + ".") for p in EXECUTION_ONLY)
 
 
+@functools.lru_cache(maxsize=None)
+def schema_defaults(algo_name: str) -> dict[str, Any]:
+    """The flattened defaults of the schema, with ``algo=<algo_name>``'s config class."""
+    from omegaconf import OmegaConf
+
+    schema = TrainConfig(algo=algo_config({"name": algo_name}))
+    return flatten(OmegaConf.to_container(OmegaConf.structured(schema), enum_to_str=True))
+
+
 def learning_settings(config: Any) -> dict[str, Any]:
-    """The flattened config without the seed and the execution-only keys."""
-    return {k: v for k, v in flatten(config).items() if not execution_only(k)}
+    """The flattened config without the seed and the execution-only keys.  A setting the
+    config does not record (added to lica after the run) takes the schema's default, so a
+    run from before and one from after a new setting (left at its default) are the same
+    variant."""
+    settings = flatten(config)
+    algo_name = settings.get("algo.name")
+    if algo_name is not None:
+        settings = {**schema_defaults(str(algo_name)), **settings}
+    return {k: v for k, v in settings.items() if not execution_only(k)}
 
 
 def variant_id(config: Any) -> str:

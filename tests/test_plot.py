@@ -226,3 +226,26 @@ def test_empty_or_missing_folder_is_an_error(tmp_path):
         plot_multirun(tmp_path)
     with pytest.raises(RunsError, match="not a folder"):
         plot_multirun(tmp_path / "nope")
+
+
+def test_runs_added_to_a_sweep_folder_join_the_recorded_variant(tmp_path):
+    """Seeds run later into a sweep's folder (not jobs of its jobs.json) are loaded, in the
+    recorded variant with the same settings, even when the sweep recorded its variant id
+    before lica gained a setting (here ``algo.value_layers``, left at its default)."""
+    rows = [{"env_steps": s, "test_return_mean": s / 100} for s in (0, 100, 200)]
+    jobs = []
+    for seed in (0, 1):
+        run = make_run(tmp_path / str(seed), seed, "mix", rows)
+        saved = OmegaConf.load(run / ".hydra" / "config.yaml")
+        del saved.algo["value_layers"]  # written by a lica without that setting
+        OmegaConf.save(saved, run / ".hydra" / "config.yaml")
+        jobs.append({"num": seed, "overrides": [f"seed={seed}"], "variant": "C_Mix", "variant_id": "0ld1d000",
+                     "env": "mpe:spread(n=3)", "working_dir": str(run), "status": "COMPLETED"})
+    (tmp_path / "jobs.json").write_text(json.dumps({"jobs": jobs}))
+    make_run(tmp_path / "2", 2, "mix", rows)  # added later by a single run
+    make_run(tmp_path / "3", 3, "mlp", rows)  # ... with other settings
+    runs = load_runs(tmp_path)
+    assert [r.path.name for r in runs] == ["0", "1", "2", "3"]
+    assert [r.variant.id for r in runs[:3]] == ["0ld1d000"] * 3 and runs[3].variant.id != "0ld1d000"
+    (curve, other) = aggregate(runs, "test_return_mean")
+    assert curve.n_seeds == 3 and other.n_seeds == 1

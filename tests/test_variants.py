@@ -86,6 +86,15 @@ def test_variant_id_is_the_same_from_the_schema_object_and_the_saved_config(tmp_
     assert variants.variant_id(OmegaConf.to_object(cfg)) == variants.variant_id(OmegaConf.load(tmp_path / "config.yaml"))
 
 
+def test_a_setting_added_since_a_run_counts_as_its_default():
+    """A saved config without a setting lica has gained since is the same variant as a new
+    config that leaves it at its default, and a different one from a config that changes it."""
+    old = OmegaConf.to_container(compose_config([]))
+    del old["algo"]["value_layers"]
+    assert variants.variant_id(old) == variants.variant_id(compose_config([]))
+    assert variants.variant_id(old) != variants.variant_id(compose_config(["algo.value_layers=2"]))
+
+
 # -- statistics ----------------------------------------------------------------------------
 def exact_bootstrap_interval(x: np.ndarray, statistic) -> tuple[float, float]:
     """The 2.5th and 97.5th percentiles of ``statistic`` over all n^n equally likely resamples."""
