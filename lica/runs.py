@@ -12,8 +12,8 @@ folder), with its composed config, its ``csv/metrics.csv`` rows, its variant
 When the folder holds the sweep's ``jobs.json``, variants and statuses are the recorded
 ones (so the figures, the table and the W&B groups agree), and a job that failed before
 writing anything still appears; run folders under it that are not jobs of the sweep (seeds
-added later by single runs) are loaded too, in the recorded variant with the same settings.  Only finished runs enter statistics and figures; the
-others are listed as excluded.
+added later by single runs) are loaded too, in the recorded variant with the same settings.
+Only finished runs enter statistics and figures; the others are listed as excluded.
 """
 
 from __future__ import annotations
