@@ -19,7 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lica.analysis import split_options
+from lica.config import EnvConfig
 from lica.envs import make_vec_env
+from lica.envs.base import EnvInfo
+from lica.rollout.batch import EpisodeBatch
 from lica.rollout.collector import Collector
 
 RANDOM_STREAM = 3
@@ -42,27 +46,30 @@ class UniformPolicy(nn.Module):
         return torch.zeros(*obs.shape[:-1], self.n_actions), hidden
 
 
-def random_policy_score(overrides: list[str], episodes: int = 1024, seed: int = 0) -> dict[str, Any]:
-    """Mean (and standard error) of the test metrics of the uniform policy."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
-
-    from lica.config import CONF_DIR, register_configs
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = OmegaConf.to_object(compose(config_name="train", overrides=overrides))
-    GlobalHydra.instance().clear()
-    vec = make_vec_env(cfg.env, episodes, 0)
+def random_episodes(env: EnvConfig, episodes: int, seed: int) -> tuple[EpisodeBatch, EnvInfo]:
+    """``episodes`` episodes of the uniform policy on ``env``, through
+    the collector of training; episode ``i`` is reset with the ``i``-th seed of
+    ``SeedSequence([seed, 3])``."""
+    vec = make_vec_env(env, episodes, 0)
     try:
         info = vec.info
         seeds = np.random.SeedSequence([seed, RANDOM_STREAM]).generate_state(episodes).astype(np.int64)
-        stats = Collector(vec).collect(UniformPolicy(info.n_agents, info.n_actions), seeds,
-                                       generator=torch.Generator().manual_seed(seed)).stats
+        batch = Collector(vec).collect(UniformPolicy(info.n_agents, info.n_actions), seeds,
+                                       generator=torch.Generator().manual_seed(seed))
     finally:
         vec.close()
+    return batch, info
+
+
+def random_policy_score(overrides: list[str], episodes: int = 1024, seed: int = 0) -> dict[str, Any]:
+    """Mean (and standard error) of the test metrics of the uniform policy."""
+    from omegaconf import OmegaConf
+
+    from lica.config import compose
+
+    cfg = OmegaConf.to_object(compose(overrides))
+    batch, info = random_episodes(cfg.env, episodes, seed)
+    stats = batch.stats
     out: dict[str, Any] = {"env": f"{cfg.env.backend}:{cfg.env.scenario}", "n_agents": info.n_agents,
                            "episode_limit": info.episode_limit, "episodes": episodes, "seed": seed}
     columns = {"return": stats.returns, "ep_length": stats.lengths.astype(float)}
@@ -79,15 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     if {"-h", "--help"} & set(args):
         print(__doc__)
         return 0
-    episodes, seed, overrides = 1024, 0, []
-    for a in args:
-        key, _, value = a.partition("=")
-        if key == "episodes":
-            episodes = int(value)
-        elif key == "seed":
-            seed = int(value)
-        else:
-            overrides.append(a)
+    options, overrides = split_options(args, {"episodes": 1024, "seed": 0})
+    episodes, seed = options["episodes"], options["seed"]
     if episodes < 2:
         raise SystemExit("lica.analysis.random_policy: episodes must be >= 2")
     r = random_policy_score(overrides, episodes, seed)

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from lica.algos.losses import discounted_returns
-from lica.analysis.random_policy import RANDOM_STREAM, UniformPolicy
-from lica.envs import make_vec_env
-from lica.rollout.collector import Collector
+from lica.analysis import split_options
+from lica.analysis.random_policy import random_episodes
 
 MINIBATCH = 512
 
@@ -78,14 +76,7 @@ def value_fit(overrides: list[str], episodes: int = 2048, steps: int = 3000, fir
     cfg = OmegaConf.to_object(compose(overrides))
     if cfg.algo.name != "lica":
         raise SystemExit(f"lica.analysis.value_fit checks LICA's critic; got algo={cfg.algo.name}.")
-    vec = make_vec_env(cfg.env, episodes, 0)
-    try:
-        info = vec.info
-        seeds = np.random.SeedSequence([seed, RANDOM_STREAM]).generate_state(episodes).astype(np.int64)
-        batch = Collector(vec).collect(UniformPolicy(info.n_agents, info.n_actions), seeds,
-                                       generator=torch.Generator().manual_seed(seed))
-    finally:
-        vec.close()
+    batch, info = random_episodes(cfg.env, episodes, seed)
     keep = batch.step_mask().bool()  # (B, T): the transitions, whose state is state[:, :-1]
     returns = discounted_returns(batch.reward, keep, cfg.algo.gamma)
     keep[:, first:] = False
@@ -108,14 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if {"-h", "--help"} & set(args):
         print(__doc__)
         return 0
-    options = {"episodes": 2048, "steps": 3000, "first": 15, "lr": 1e-3, "seed": 0}
-    overrides = []
-    for a in args:
-        key, _, value = a.partition("=")
-        if key in options:
-            options[key] = type(options[key])(value)
-        else:
-            overrides.append(a)
+    options, overrides = split_options(args, {"episodes": 2048, "steps": 3000, "first": 15, "lr": 1e-3, "seed": 0})
     if options["episodes"] < 5 or options["steps"] < 1 or options["first"] < 1 or options["lr"] <= 0:
         raise SystemExit("lica.analysis.value_fit: needs episodes >= 5, steps >= 1, first >= 1 and lr > 0")
     torch.set_num_threads(1)
