@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lica.algos import build_module
+from lica.algos.losses import td_lambda_targets
 from tests.test_ablations import INFO, algo_config, run_update, synthetic_batch
 
 
@@ -74,6 +75,28 @@ def test_critic_replay_trains_on_earlier_batches_and_is_checkpointed():
     fresh = build(["algo.critic_replay=2"])
     fresh.on_load_checkpoint(ckpt)
     assert [r.obs.tolist() for r in fresh.replay] == [r.obs.tolist() for r in module.replay]
+
+
+@pytest.mark.parametrize("extra", [[], ["algo.critic_replay=1"], ["algo.critic_replay=1", "algo.critic_updates=2",
+                                                                  "algo.critic_minibatch_episodes=2"]])
+def test_critic_diagnostics_describe_the_critic_before_the_update_on_the_new_episodes(extra):
+    """critic_loss / q_taken_mean / target_mean: the critic as it was before this batch's
+    steps, on the new episodes only (the replayed ones excluded), whether the first step
+    used the whole batch or a minibatch; recomputed here from a copy of the module."""
+    module = build(extra)
+    run_update(module, synthetic_batch(seed=1))  # fills the replay where there is one
+    before, new = copy.deepcopy(module), synthetic_batch(seed=2)
+    metrics = run_update(module, new)
+    mask = new.step_mask()
+    with torch.no_grad():
+        q = before.critic.q_taken(new.actions[:, :-1], new.state[:, :-1], new.filled[:, :-1], True)
+        target_q = before.target_critic.q_taken(new.actions, new.state, new.filled, True).masked_fill(~new.filled, 0)
+    targets = td_lambda_targets(target_q, new.reward, new.terminal(module.algo.bootstrap_on_timeout), mask,
+                                module.algo.gamma, module.algo.td_lambda)
+    cells = mask.sum()
+    assert metrics["q_taken_mean"] == pytest.approx(float((q * mask).sum() / cells), rel=1e-5)
+    assert metrics["target_mean"] == pytest.approx(float((targets * mask).sum() / cells), rel=1e-5)
+    assert metrics["critic_loss"] == pytest.approx(float(((q - targets) ** 2 * mask).sum() / cells), rel=1e-5)
 
 
 def test_a_target_schedule_that_may_never_copy_is_named():

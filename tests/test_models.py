@@ -67,19 +67,35 @@ def test_build_critic_selects_the_critic():
     assert isinstance(build_critic("mix", 6, 3, 5), MixingCritic)
 
 
-def test_rnn_agent_inputs_and_unroll_match_stepwise():
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+def test_rnn_agent_unroll_matches_stepwise_values_and_gradients(dtype, tol):
+    """unroll (fc1/fc2 on all steps, the recurrence as nn.GRU) against forward called step
+    by step with the GRUCell: logits and every parameter's gradient."""
     torch.manual_seed(2)
-    pol = MultiAgentPolicy(obs_dim=4, n_agents=3, n_actions=5, cfg=AgentConfig())
+    pol = MultiAgentPolicy(obs_dim=4, n_agents=3, n_actions=5, cfg=AgentConfig()).to(dtype)
     assert pol.fc1.weight.shape == (1, 4 + 5 + 3, 64)  # obs ⊕ last action ⊕ agent id
-    obs = torch.randn(2, 6, 3, 4)
-    acts = torch.nn.functional.one_hot(torch.randint(5, (2, 6, 3)), 5).float()
+    obs = torch.randn(2, 6, 3, 4, dtype=dtype)
+    acts = torch.nn.functional.one_hot(torch.randint(5, (2, 6, 3)), 5).to(dtype)
+    weights = torch.randn(2, 6, 3, 5, dtype=dtype)
+
+    def grads(logits):
+        pol.zero_grad()
+        (logits * weights).sum().backward()
+        return {k: p.grad.clone() for k, p in pol.named_parameters()}
+
     unrolled = pol.unroll(obs, acts)
-    h = pol.initial_state(2)
-    last = torch.zeros(2, 3, 5)
+    g_unrolled = grads(unrolled)
+    h, last, steps = pol.initial_state(2).to(dtype), torch.zeros(2, 3, 5, dtype=dtype), []
     for t in range(6):
         logits, h = pol(obs[:, t], last, h)
-        torch.testing.assert_close(unrolled[:, t], logits)
+        steps.append(logits)
         last = acts[:, t]
+    stepwise = torch.stack(steps, dim=1)
+    torch.testing.assert_close(unrolled, stepwise, atol=tol, rtol=0)
+    g_stepwise = grads(stepwise)
+    assert set(g_unrolled) == set(g_stepwise) and "rnn.weight_hh" in g_unrolled
+    for k in g_stepwise:
+        torch.testing.assert_close(g_unrolled[k], g_stepwise[k], atol=tol, rtol=0, msg=k)
 
 
 def test_unshared_mlp_agents_have_independent_parameters():

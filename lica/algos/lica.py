@@ -63,10 +63,11 @@ class LICA(ActorCriticModule):
         metrics: dict[str, float] = {}
         for step in range(algo.critic_updates):
             rows = torch.randperm(batch.batch_size)[:size] if 0 < size < batch.batch_size else None
-            if step == 0:  # the critic's predictions on the new episodes before fitting them
-                metrics = self._critic_diagnostics(batch, targets, mask, fresh, dense)
             sel = slice(None) if rows is None else rows
             q_taken = self.critic.q_taken(actions[sel, :-1], state[sel, :-1], filled[sel, :-1], dense)
+            if step == 0:  # the critic's predictions on the new episodes before fitting them
+                before = q_taken.detach()[:fresh] if rows is None else None
+                metrics = self._critic_diagnostics(batch, targets, mask, fresh, dense, before)
             loss_c, _ = critic_loss(q_taken, targets[sel], mask[sel])
             metrics["critic_grad_norm"] = self.optimise(critic_opt, loss_c, self.critic.parameters(), "critic")
             self.after_critic_step()
@@ -75,10 +76,12 @@ class LICA(ActorCriticModule):
 
     @torch.no_grad()
     def _critic_diagnostics(self, batch: EpisodeBatch, targets: torch.Tensor, mask: torch.Tensor, fresh: int,
-                            dense: bool) -> dict[str, float]:
-        """Loss, TD error and how Q tracks the realised return, on the new episodes."""
+                            dense: bool, q: torch.Tensor | None) -> dict[str, float]:
+        """Loss, TD error and how Q tracks the realised return, on the new episodes; ``q``
+        = the critic's Q on them when the first step has already computed it."""
         new = slice(0, fresh)
-        q = self.critic.q_taken(batch.actions[new, :-1], batch.state[new, :-1], batch.filled[new, :-1], dense)
+        if q is None:
+            q = self.critic.q_taken(batch.actions[new, :-1], batch.state[new, :-1], batch.filled[new, :-1], dense)
         loss, td_error = critic_loss(q, targets[new], mask[new])
         return {"critic_loss": loss.item(), "td_error_abs": masked_mean(td_error.abs(), mask[new]).item(),
                 "target_mean": masked_mean(targets[new], mask[new]).item(),

@@ -9,11 +9,13 @@ weights, one batched matmul for all agents).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical
+from torch.func import functional_call
 
 from lica.config import AgentConfig, AgentType
 
@@ -100,14 +102,24 @@ class MultiAgentPolicy(nn.Module):
 
     def unroll(self, obs: Tensor, actions_onehot: Tensor) -> Tensor:
         """Logits for whole episodes: ``obs (B, T, n, O)`` → ``(B, T, n, A)``; the previous
-        action at step t is ``actions_onehot[:, t-1]`` (zeros at t=0)."""
-        b, t = obs.shape[:2]
+        action at step t is ``actions_onehot[:, t-1]`` (zeros at t=0).  The same function
+        as calling :meth:`forward` step by step, but fc1 and fc2 run on all steps at once
+        and the recurrence runs as ``torch.nn.GRU`` with the cell's own parameters (one
+        native loop over time, the GRUCell's equations)."""
         last = torch.cat([torch.zeros_like(actions_onehot[:, :1]), actions_onehot[:, :-1]], dim=1)
-        if not self.recurrent:
-            return self.forward(obs, last, self.initial_state(b, obs.device))[0]
-        hidden = self.initial_state(b, obs.device)
-        out = []
-        for step in range(t):
-            logits, hidden = self.forward(obs[:, step], last[:, step], hidden)
-            out.append(logits)
-        return torch.stack(out, dim=1)
+        x = torch.relu(self.fc1(self.inputs(obs, last)))
+        if self.recurrent:
+            b, t, n, h = x.shape
+            cell = self.rnn
+            weights = {"weight_ih_l0": cell.weight_ih, "weight_hh_l0": cell.weight_hh,
+                       "bias_ih_l0": cell.bias_ih, "bias_hh_l0": cell.bias_hh}
+            seq, _ = functional_call(_gru_over_time(h), weights, (x.transpose(0, 1).reshape(t, b * n, h),))
+            x = seq.view(t, b, n, h).transpose(0, 1)
+        return self.fc2(x)
+
+
+@functools.lru_cache
+def _gru_over_time(hidden: int) -> nn.GRU:
+    """A parameterless (meta-device) ``nn.GRU`` of the given width: the program that
+    :meth:`MultiAgentPolicy.unroll` runs with a GRUCell's parameters."""
+    return nn.GRU(hidden, hidden, device="meta")
