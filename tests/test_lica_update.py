@@ -11,6 +11,7 @@ import torch
 
 from lica.algos import build_module
 from lica.algos.losses import td_lambda_targets
+from lica.models.agents import action_distribution
 from tests.test_ablations import INFO, algo_config, run_update, synthetic_batch
 
 
@@ -97,6 +98,29 @@ def test_critic_diagnostics_describe_the_critic_before_the_update_on_the_new_epi
     assert metrics["q_taken_mean"] == pytest.approx(float((q * mask).sum() / cells), rel=1e-5)
     assert metrics["target_mean"] == pytest.approx(float((targets * mask).sum() / cells), rel=1e-5)
     assert metrics["critic_loss"] == pytest.approx(float(((q - targets) ** 2 * mask).sum() / cells), rel=1e-5)
+
+
+def test_the_actor_objective_is_q_of_the_policy_averaged_over_the_episodes_steps():
+    """Eq. 4 (+ Eq. 6): q_pi_mean = the mean of Q(s_t, π_t) over the valid steps, and the
+    actor's gradient norm that of −q_pi_mean + the entropy term, recomputed here with the
+    critic on every cell of the batch and the padding masked out afterwards (the update
+    evaluates the critic on the valid steps only).  critic_lr = 0 keeps the critic as copied."""
+    module = build(["algo.critic_lr=0"])
+    batch, before = synthetic_batch(), copy.deepcopy(module)
+    assert not batch.step_mask().bool().all()  # the batch has padding
+    metrics = run_update(module, batch)
+    mask, avail = batch.step_mask(), batch.avail[:, :-1]
+    logits = before.actor.unroll(batch.obs[:, :-1], batch.actions_onehot[:, :-1])
+    probs = action_distribution(logits, avail).probs
+    q = before.critic(probs.flatten(-2), batch.state[:, :-1])
+    valid = mask.bool()
+    q_mean = q[valid].sum() / valid.sum()
+    entropy = (action_distribution(logits, avail).entropy().mean(-1) * mask).sum() / mask.sum()
+    loss = -q_mean - before.algo.entropy_coef * entropy / entropy.detach()
+    grads = torch.autograd.grad(loss, list(before.actor.parameters()))
+    assert metrics["q_pi_mean"] == pytest.approx(q_mean.item(), rel=1e-5)
+    assert metrics["actor_grad_norm"] == pytest.approx(torch.cat([g.flatten() for g in grads]).norm().item(),
+                                                       rel=1e-4)
 
 
 def test_a_target_schedule_that_may_never_copy_is_named():

@@ -90,17 +90,19 @@ class LICA(ActorCriticModule):
     def update_actor(self, batch: EpisodeBatch) -> dict[str, float]:
         """``algo.actor_updates`` actor steps (one in the reference; Eq. 3-4, 6): maximise
         Q(s, π) of the updated, frozen critic + the entropy term, on the new episodes only.
-        The critic's state-dependent part is computed once for all steps."""
+        The critic's state-dependent part is computed once for all steps, and only on the
+        episodes' steps (not on the padding after an episode's end)."""
         _, actor_opt = self.optimizers()
         algo = self.algo
         mask, avail = batch.step_mask(), batch.avail[:, :-1]
+        steps = mask.bool()
         self.toggle_optimizer(actor_opt)  # critic params frozen: no gradient reaches them
         with torch.no_grad():
-            q_of = self.critic.at_state(batch.state[:, :-1])
+            q_of = self.critic.at_state(batch.state[:, :-1][steps])
         for step in range(algo.actor_updates):
             logits = self.actor.unroll(batch.obs[:, :-1], batch.actions_onehot[:, :-1])
-            q_mean = masked_mean(q_of(actor_critic_input(logits, avail, algo.actor_input, algo.gumbel_tau)
-                                      .flatten(-2)), mask)
+            q_mean = q_of(actor_critic_input(logits, avail, algo.actor_input, algo.gumbel_tau)[steps]
+                          .flatten(-2)).mean()
             entropy = masked_mean(policy_entropy(logits, avail), mask)
             ent_term, floor_hit = entropy_loss(entropy, algo.entropy, algo.entropy_weight, algo.entropy_eps)
             if step == 0:
