@@ -95,13 +95,13 @@ class LICA(ActorCriticModule):
         _, actor_opt = self.optimizers()
         algo = self.algo
         mask, avail = batch.step_mask(), batch.avail[:, :-1]
-        steps = mask.bool()
+        valid = mask.bool()
         self.toggle_optimizer(actor_opt)  # critic params frozen: no gradient reaches them
         with torch.no_grad():
-            q_of = self.critic.at_state(batch.state[:, :-1][steps])
+            q_of = self.critic.at_state(batch.state[:, :-1][valid])
         for step in range(algo.actor_updates):
             logits = self.actor.unroll(batch.obs[:, :-1], batch.actions_onehot[:, :-1])
-            q_mean = q_of(actor_critic_input(logits, avail, algo.actor_input, algo.gumbel_tau)[steps]
+            q_mean = q_of(actor_critic_input(logits, avail, algo.actor_input, algo.gumbel_tau)[valid]
                           .flatten(-2)).mean()
             entropy = masked_mean(policy_entropy(logits, avail), mask)
             ent_term, floor_hit = entropy_loss(entropy, algo.entropy, algo.entropy_weight, algo.entropy_eps)
