@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from lica.analysis import split_options
-from lica.config import EnvConfig
+from lica.config import EnvConfig, compose
 from lica.envs import make_vec_env
 from lica.envs.base import EnvInfo
 from lica.rollout.batch import EpisodeBatch
@@ -63,10 +64,6 @@ def random_episodes(env: EnvConfig, episodes: int, seed: int) -> tuple[EpisodeBa
 
 def random_policy_score(overrides: list[str], episodes: int = 1024, seed: int = 0) -> dict[str, Any]:
     """Mean (and standard error) of the test metrics of the uniform policy."""
-    from omegaconf import OmegaConf
-
-    from lica.config import compose
-
     cfg = OmegaConf.to_object(compose(overrides))
     batch, info = random_episodes(cfg.env, episodes, seed)
     stats = batch.stats

@@ -20,11 +20,13 @@ from __future__ import annotations
 import sys
 
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from lica.algos.losses import discounted_returns
 from lica.analysis import split_options
 from lica.analysis.random_policy import random_episodes
+from lica.config import compose
 
 MINIBATCH = 512
 
@@ -68,10 +70,7 @@ def fit(model: nn.Module, data: dict[str, Tensor], train: Tensor, steps: int, lr
 def value_fit(overrides: list[str], episodes: int = 2048, steps: int = 3000, first: int = 15, lr: float = 1e-3,
               seed: int = 0) -> dict[str, tuple[float, float]]:
     """``{"critic": (train R², held-out R²), "mlp": (...)}`` for the composed config."""
-    from omegaconf import OmegaConf
-
-    from lica.algos.lica import LICA
-    from lica.config import compose
+    from lica.algos.lica import LICA  # Lightning: imported only when a fit runs
 
     cfg = OmegaConf.to_object(compose(overrides))
     if cfg.algo.name != "lica":
