@@ -2,8 +2,8 @@
 # Stop the cluster started by slurm/up.sh: cancels its jobs, then stops exactly
 # the daemons whose PIDs up.sh recorded in $LICA_SLURM_DIR/pids (never by name),
 # waits for them to exit and removes the PID files. Keeps the state (database,
-# job-id counter, munge key) so the next up.sh is fast; rm -rf the state dir to
-# start from scratch.
+# job-id counter, munge key) so the next up.sh is fast -- except a munge dir under
+# /run (below); rm -rf the state dir to start from scratch.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -44,6 +44,11 @@ for (( i=${#DAEMONS[@]}-1; i>=0; i-- )); do
     rm -f "$f"
 done
 rm -f "$MUNGE_DIR/munged.pid"
+# The /run fallback for munge (common.sh) lives outside the state dir, so nothing would ever
+# remove it: it goes with the daemons (up.sh makes a new key there next time).
+case "$MUNGE_DIR" in
+    /run/lica-munge/*) rm -rf "$MUNGE_DIR" ;;
+esac
 
 # Remove the /etc/slurm/slurm.conf link that up.sh made to this state dir.
 if [ -L /etc/slurm/slurm.conf ] && [ "$(readlink /etc/slurm/slurm.conf)" = "$CONF" ]; then

@@ -113,17 +113,40 @@ def _sacct_state(cluster, job_id: str, timeout: float = 30) -> str:
     return state
 
 
-@pytest.mark.timeout(60)
-def test_munge_dir_is_reachable_for_a_checkout_in_a_closed_folder(slurm_cluster, tmp_path):
-    """A checkout under a 0700 folder (``mktemp -d``): munged, running as the munge user, must
-    still be able to write its log and socket, so up.sh puts them where that user can reach."""
+def _munge_dir_of_a_closed_checkout(tmp_path: Path) -> tuple[subprocess.CompletedProcess, Path | None, dict]:
+    """Make the munge dir (as up.sh does) for a state dir under a 0700 folder and let the
+    munge user write its log there: (the shell's result, the munge dir, the environment)."""
     closed = tmp_path / "closed"
     (closed / "repo").mkdir(parents=True)
     closed.chmod(0o700)
     script = 'source slurm/common.sh && make_munge_dir && runuser -u munge -- touch "$MUNGE_DIR/munged.log" && echo "$MUNGE_DIR"'
     env = {**os.environ, "LICA_SLURM_DIR": str(closed / "repo" / ".slurm")}
     proc = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
-    munge_dir = Path(proc.stdout.strip()) if proc.stdout.strip() else None
+    return proc, (Path(proc.stdout.strip()) if proc.stdout.strip() else None), env
+
+
+@pytest.mark.timeout(60)
+def test_down_removes_the_munge_dir_it_put_under_run(slurm_cluster, tmp_path):
+    """The /run fallback lies outside the state dir: down.sh removes it, so no checkout leaves
+    a munge key behind under /run."""
+    proc, munge_dir, env = _munge_dir_of_a_closed_checkout(tmp_path)
+    try:
+        assert proc.returncode == 0 and munge_dir.is_relative_to("/run/lica-munge"), proc.stdout + proc.stderr
+        assert (munge_dir / "munged.log").exists()
+        down = subprocess.run(["bash", "slurm/down.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert not munge_dir.exists()
+    finally:
+        if munge_dir is not None and munge_dir.is_relative_to("/run/lica-munge"):
+            shutil.rmtree(munge_dir, ignore_errors=True)
+
+
+@pytest.mark.timeout(60)
+def test_munge_dir_is_reachable_for_a_checkout_in_a_closed_folder(slurm_cluster, tmp_path):
+    """A checkout under a 0700 folder (``mktemp -d``): munged, running as the munge user, must
+    still be able to write its log and socket, so up.sh puts them where that user can reach."""
+    proc, munge_dir, _ = _munge_dir_of_a_closed_checkout(tmp_path)
+    closed = tmp_path / "closed"
     try:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert not munge_dir.is_relative_to(closed) and (munge_dir / "munged.log").exists()
