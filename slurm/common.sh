@@ -31,12 +31,14 @@ others_can_enter() {  # others_can_enter DIR: DIR and every parent of it are o+x
         d="$(dirname "$d")"
     done
 }
+MUNGE_DIR_UNDER_RUN=false  # true for the /run fallback, which down.sh removes
 if [ -n "${LICA_SLURM_MUNGE_DIR:-}" ]; then
     MUNGE_DIR="$LICA_SLURM_MUNGE_DIR"
 elif others_can_enter "$(dirname "$STATE")"; then
     MUNGE_DIR="$STATE/munge"
 else
     MUNGE_DIR="/run/lica-munge/$(printf '%s' "$STATE" | cksum | cut -d' ' -f1)"
+    MUNGE_DIR_UNDER_RUN=true
 fi
 MUNGE_SOCKET="$MUNGE_DIR/munge.socket.2"
 

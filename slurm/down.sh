@@ -46,9 +46,9 @@ done
 rm -f "$MUNGE_DIR/munged.pid"
 # The /run fallback for munge (common.sh) lives outside the state dir, so nothing would ever
 # remove it: it goes with the daemons (up.sh makes a new key there next time).
-case "$MUNGE_DIR" in
-    /run/lica-munge/*) rm -rf "$MUNGE_DIR" ;;
-esac
+if [ "$MUNGE_DIR_UNDER_RUN" = true ]; then
+    rm -rf "$MUNGE_DIR"
+fi
 
 # Remove the /etc/slurm/slurm.conf link that up.sh made to this state dir.
 if [ -L /etc/slurm/slurm.conf ] && [ "$(readlink /etc/slurm/slurm.conf)" = "$CONF" ]; then

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -113,47 +114,51 @@ def _sacct_state(cluster, job_id: str, timeout: float = 30) -> str:
     return state
 
 
-def _munge_dir_of_a_closed_checkout(tmp_path: Path) -> tuple[subprocess.CompletedProcess, Path | None, dict]:
-    """Make the munge dir (as up.sh does) for a state dir under a 0700 folder and let the
-    munge user write its log there: (the shell's result, the munge dir, the environment)."""
+@dataclass
+class ClosedCheckoutMunge:
+    """The munge dir made (as up.sh does) for a state dir under a 0700 folder, after the munge
+    user wrote its log there."""
+
+    closed: Path  # the 0700 folder holding the checkout
+    proc: subprocess.CompletedProcess  # the shell that made the dir
+    munge_dir: Path | None
+    env: dict  # the environment naming that state dir
+
+
+@pytest.fixture
+def closed_checkout_munge(tmp_path):
     closed = tmp_path / "closed"
     (closed / "repo").mkdir(parents=True)
     closed.chmod(0o700)
     script = 'source slurm/common.sh && make_munge_dir && runuser -u munge -- touch "$MUNGE_DIR/munged.log" && echo "$MUNGE_DIR"'
     env = {**os.environ, "LICA_SLURM_DIR": str(closed / "repo" / ".slurm")}
     proc = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
-    return proc, (Path(proc.stdout.strip()) if proc.stdout.strip() else None), env
+    munge_dir = Path(proc.stdout.strip()) if proc.stdout.strip() else None
+    yield ClosedCheckoutMunge(closed, proc, munge_dir, env)
+    if munge_dir is not None and munge_dir.is_relative_to("/run/lica-munge"):
+        shutil.rmtree(munge_dir, ignore_errors=True)
 
 
 @pytest.mark.timeout(60)
-def test_down_removes_the_munge_dir_it_put_under_run(slurm_cluster, tmp_path):
+def test_down_removes_the_munge_dir_it_put_under_run(slurm_cluster, closed_checkout_munge):
     """The /run fallback lies outside the state dir: down.sh removes it, so no checkout leaves
     a munge key behind under /run."""
-    proc, munge_dir, env = _munge_dir_of_a_closed_checkout(tmp_path)
-    try:
-        assert proc.returncode == 0 and munge_dir.is_relative_to("/run/lica-munge"), proc.stdout + proc.stderr
-        assert (munge_dir / "munged.log").exists()
-        down = subprocess.run(["bash", "slurm/down.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
-        assert down.returncode == 0, down.stdout + down.stderr
-        assert not munge_dir.exists()
-    finally:
-        if munge_dir is not None and munge_dir.is_relative_to("/run/lica-munge"):
-            shutil.rmtree(munge_dir, ignore_errors=True)
+    m = closed_checkout_munge
+    assert m.proc.returncode == 0 and m.munge_dir.is_relative_to("/run/lica-munge"), m.proc.stdout + m.proc.stderr
+    assert (m.munge_dir / "munged.log").exists()
+    down = subprocess.run(["bash", "slurm/down.sh"], cwd=REPO, env=m.env, capture_output=True, text=True, timeout=30)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert not m.munge_dir.exists()
 
 
 @pytest.mark.timeout(60)
-def test_munge_dir_is_reachable_for_a_checkout_in_a_closed_folder(slurm_cluster, tmp_path):
+def test_munge_dir_is_reachable_for_a_checkout_in_a_closed_folder(slurm_cluster, closed_checkout_munge):
     """A checkout under a 0700 folder (``mktemp -d``): munged, running as the munge user, must
     still be able to write its log and socket, so up.sh puts them where that user can reach."""
-    proc, munge_dir, _ = _munge_dir_of_a_closed_checkout(tmp_path)
-    closed = tmp_path / "closed"
-    try:
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert not munge_dir.is_relative_to(closed) and (munge_dir / "munged.log").exists()
-        assert len(str(munge_dir / "munge.socket.2")) < 100  # a unix socket path
-    finally:
-        if munge_dir is not None and munge_dir.is_relative_to("/run/lica-munge"):
-            shutil.rmtree(munge_dir, ignore_errors=True)
+    m = closed_checkout_munge
+    assert m.proc.returncode == 0, m.proc.stdout + m.proc.stderr
+    assert not m.munge_dir.is_relative_to(m.closed) and (m.munge_dir / "munged.log").exists()
+    assert len(str(m.munge_dir / "munge.socket.2")) < 100  # a unix socket path
 
 
 @pytest.mark.timeout(120)
